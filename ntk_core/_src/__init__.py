@@ -1,0 +1,1 @@
+"""Private implementation modules of ntk_core; import from ``ntk_core`` instead."""

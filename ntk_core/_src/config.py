@@ -1,0 +1,266 @@
+"""Experiment configuration, resource limits and input validation.
+
+Every entry point (Python API, CLI flags, URL query parameters) funnels through
+:func:`validate_config`, so a bad value gets the same message everywhere: it names
+the parameter, the allowed range and, where one exists, the nearest allowed value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+REG_KINDS = ("none", "l1", "l2")
+OPTIMIZERS = ("sgd", "adam")
+PARAMETERIZATIONS = ("standard", "ntk")
+DATASETS = ("bundled", "full")
+
+# Upper bounds that hold whatever the environment says: beyond them the model or the
+# optimiser stops making sense, not just the machine.
+_HARD_MAX_WIDTH = 4096
+_HARD_MAX_LR = 100.0
+_HARD_MAX_REG = 100.0
+_HARD_MAX_SEED = 2**31 - 1
+
+
+class ConfigError(ValueError):
+    """A parameter is outside its allowed range or of the wrong type.
+
+    Attributes:
+      param: the parameter's name, as the user typed it.
+      value: the offending value (as received).
+      allowed: human-readable allowed range.
+      suggestion: the nearest allowed value, or None when there is none.
+    """
+
+    def __init__(self, param: str, value: Any, allowed: str, suggestion: Any = None):
+        self.param = param
+        self.value = value
+        self.allowed = allowed
+        self.suggestion = suggestion
+        msg = f"{param}={value!r} is not allowed; allowed: {allowed}"
+        if suggestion is not None:
+            msg += f" (nearest allowed value: {suggestion!r})"
+        super().__init__(msg)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Resource caps. Read from env vars by :meth:`from_env`.
+
+    ``NTK_HOSTED=1`` selects conservative defaults for a ~700 MB hosted server;
+    each cap can be overridden by ``NTK_MAX_N``, ``NTK_MAX_WIDTH``, ``NTK_MAX_EPOCHS``,
+    ``NTK_MAX_TOPK``, ``NTK_MAX_DENSE_N`` and ``NTK_MAX_GRID``.
+    """
+
+    max_n: int = 60_000
+    max_width: int = _HARD_MAX_WIDTH
+    max_epochs: int = 500
+    max_topk: int = 100
+    max_dense_n: int = 4_000
+    max_grid: int = 16
+
+    @classmethod
+    def hosted(cls) -> "Limits":
+        return cls(max_n=5_000, max_width=1_024, max_epochs=100, max_topk=30,
+                   max_dense_n=2_000, max_grid=8)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
+        env = os.environ if env is None else env
+        hosted = env.get("NTK_HOSTED", "").strip().lower() in ("1", "true", "yes")
+        base = cls.hosted() if hosted else cls()
+        updates = {}
+        for field, var in (("max_n", "NTK_MAX_N"), ("max_width", "NTK_MAX_WIDTH"),
+                           ("max_epochs", "NTK_MAX_EPOCHS"), ("max_topk", "NTK_MAX_TOPK"),
+                           ("max_dense_n", "NTK_MAX_DENSE_N"), ("max_grid", "NTK_MAX_GRID")):
+            if var in env and env[var].strip():
+                updates[field] = _parse_int(var, env[var], 1, 10**9)
+        limits = dataclasses.replace(base, **updates)
+        if limits.max_width > _HARD_MAX_WIDTH:
+            limits = dataclasses.replace(limits, max_width=_HARD_MAX_WIDTH)
+        return limits
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One training run and its spectra. All fields are validated by :func:`validate_config`.
+
+    Attributes:
+      width: hidden units of the one-hidden-layer ReLU MLP, 1..4096.
+      n_train: training samples n (class-stratified subsample).
+      n_val: validation samples (disjoint from training).
+      reg: "none", "l1" (λ‖W‖₁) or "l2" (λ‖W‖²); weights only, biases are not penalised.
+      reg_strength: λ ≥ 0 (ignored when reg == "none", and then normalised to 0).
+      lr: learning rate.
+      epochs: passes over the training set.
+      optimizer: "sgd" or "adam".
+      batch_size: minibatch size; 0 means full batch.
+      seed: seeds the data split, the init and the minibatch order.
+      parameterization: "standard" (PyTorch-style) or "ntk".
+      top_k: number of top eigenvalues tracked per epoch.
+      patience: early-stopping patience in epochs (reported, never truncates training).
+      dataset: "bundled" (10k MNIST test set shipped with the repo) or "full" (70k, downloaded).
+    """
+
+    width: int = 128
+    n_train: int = 1000
+    n_val: int = 500
+    reg: str = "none"
+    reg_strength: float = 0.0
+    lr: float = 0.1
+    epochs: int = 30
+    optimizer: str = "sgd"
+    batch_size: int = 0
+    seed: int = 0
+    parameterization: str = "standard"
+    top_k: int = 10
+    patience: int = 5
+    dataset: str = "bundled"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "ExperimentConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size == 0 or self.batch_size >= self.n_train
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
+
+# Pool sizes per dataset (training + validation must fit inside).
+POOL_SIZE = {"bundled": 10_000, "full": 70_000}
+
+
+def _parse_int(name: str, raw: Any, lo: int, hi: int) -> int:
+    allowed = f"integer in [{lo}, {hi}]"
+    if isinstance(raw, bool):
+        raise ConfigError(name, raw, allowed)
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                as_float = float(text)
+            except ValueError:
+                raise ConfigError(name, raw, allowed) from None
+            if not math.isfinite(as_float) or as_float != int(as_float):
+                raise ConfigError(name, raw, allowed, _clip_int(as_float, lo, hi))
+            value = int(as_float)
+    elif isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, float):
+        if not math.isfinite(raw) or raw != int(raw):
+            raise ConfigError(name, raw, allowed, _clip_int(raw, lo, hi))
+        value = int(raw)
+    else:
+        # numpy integers are fine; anything else is a type error.
+        try:
+            import numpy as np
+            if isinstance(raw, np.integer):
+                value = int(raw)
+            else:
+                raise ConfigError(name, raw, allowed)
+        except ImportError:  # pragma: no cover - numpy is a hard dependency
+            raise ConfigError(name, raw, allowed) from None
+    if not lo <= value <= hi:
+        raise ConfigError(name, raw, allowed, min(max(value, lo), hi))
+    return value
+
+
+def _clip_int(x: float, lo: int, hi: int) -> int | None:
+    if not math.isfinite(x):
+        return hi if x > 0 else lo if x < 0 else None
+    return int(min(max(round(x), lo), hi))
+
+
+def _parse_float(name: str, raw: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
+    allowed = f"number in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    if isinstance(raw, bool):
+        raise ConfigError(name, raw, allowed)
+    if isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(name, raw, allowed) from None
+    else:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(name, raw, allowed) from None
+    if not math.isfinite(value):
+        raise ConfigError(name, raw, allowed, None if math.isnan(value) else (hi if value > 0 else lo))
+    too_low = value <= lo if lo_open else value < lo
+    if too_low or value > hi:
+        nearest = hi if value > hi else (lo if not lo_open else None)
+        raise ConfigError(name, raw, allowed, nearest)
+    return value
+
+
+def _parse_choice(name: str, raw: Any, choices: tuple[str, ...]) -> str:
+    allowed = "one of " + ", ".join(choices)
+    if not isinstance(raw, str) or raw.strip().lower() not in choices:
+        raise ConfigError(name, raw, allowed)
+    return raw.strip().lower()
+
+
+def validate_config(config: ExperimentConfig | Mapping[str, Any] | None = None,
+                    limits: Limits | None = None, **overrides: Any) -> ExperimentConfig:
+    """Validates and normalises a configuration.
+
+    Accepts an :class:`ExperimentConfig`, a mapping (values may be strings, as from a
+    URL or a command line) or keyword overrides. Unknown keys are rejected.
+
+    Returns:
+      A new, validated :class:`ExperimentConfig`.
+
+    Raises:
+      ConfigError: naming the first bad parameter, its allowed range and the nearest
+        allowed value.
+    """
+    limits = Limits.from_env() if limits is None else limits
+    if config is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(config, ExperimentConfig):
+        raw = config.to_dict()
+    elif isinstance(config, Mapping):
+        raw = dict(config)
+    else:
+        raise ConfigError("config", config, "an ExperimentConfig or a mapping of its fields")
+    raw.update(overrides)
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise ConfigError(unknown[0], raw[unknown[0]], "known parameters: " + ", ".join(FIELDS))
+    d = ExperimentConfig().to_dict()
+    d.update(raw)
+
+    out: dict[str, Any] = {}
+    out["dataset"] = _parse_choice("dataset", d["dataset"], DATASETS)
+    out["width"] = _parse_int("width", d["width"], 1, limits.max_width)
+    out["n_val"] = _parse_int("n_val", d["n_val"], 10, 10_000)
+    pool = POOL_SIZE[out["dataset"]]
+    max_n = min(limits.max_n, pool - out["n_val"])
+    out["n_train"] = _parse_int("n_train", d["n_train"], 2, max_n)
+    out["reg"] = _parse_choice("reg", d["reg"], REG_KINDS)
+    out["reg_strength"] = _parse_float("reg_strength", d["reg_strength"], 0.0, _HARD_MAX_REG)
+    if out["reg"] == "none":
+        out["reg_strength"] = 0.0  # one cache entry for "no regularisation"
+    out["lr"] = _parse_float("lr", d["lr"], 0.0, _HARD_MAX_LR, lo_open=True)
+    out["epochs"] = _parse_int("epochs", d["epochs"], 1, limits.max_epochs)
+    out["optimizer"] = _parse_choice("optimizer", d["optimizer"], OPTIMIZERS)
+    out["batch_size"] = _parse_int("batch_size", d["batch_size"], 0, out["n_train"])
+    if out["batch_size"] >= out["n_train"]:
+        out["batch_size"] = 0  # full batch, whatever it was spelled as
+    out["seed"] = _parse_int("seed", d["seed"], 0, _HARD_MAX_SEED)
+    out["parameterization"] = _parse_choice("parameterization", d["parameterization"],
+                                            PARAMETERIZATIONS)
+    out["top_k"] = _parse_int("top_k", d["top_k"], 1, min(limits.max_topk, out["n_train"]))
+    out["patience"] = _parse_int("patience", d["patience"], 1, 1_000)
+    return ExperimentConfig(**out)

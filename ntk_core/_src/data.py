@@ -1,0 +1,242 @@
+"""MNIST loading: the bundled 10k test set offline, the official 70k via pooch online.
+
+MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges (CC BY-SA 3.0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ntk_core._src.config import ConfigError, POOL_SIZE
+
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "data" / "mnist"
+
+# sha256 of the official files (the t10k pair also matches the bundled copies).
+MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+
+# Tried in order; ``NTK_MNIST_MIRRORS`` (comma-separated base URLs) replaces the list.
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+NUM_CLASSES = 10
+INPUT_DIM = 784
+
+
+class DataUnavailable(RuntimeError):
+    """The full MNIST set could not be fetched from any mirror."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A deterministic, class-stratified train/validation split.
+
+    Attributes:
+      x_train: (n_train, 784) float32 pixels in [0, 1].
+      y_train: (n_train, 10) float32 one-hot targets.
+      x_val: (n_val, 784) float32.
+      y_val: (n_val, 10) float32 one-hot.
+      labels_train: (n_train,) int32 class labels.
+      labels_val: (n_val,) int32.
+      source: "bundled" or "full" — what was actually used.
+      notice: a human-readable note (e.g. fallback to the bundled set) or "".
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    labels_train: np.ndarray
+    labels_val: np.ndarray
+    source: str
+    notice: str = ""
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[0:4], "big")
+    ndim = magic & 0xFF
+    if magic >> 8 != 0x08 or ndim not in (1, 3):
+        raise ValueError(f"{path.name}: not an unsigned-byte idx file (magic {magic:#x})")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    count = int(np.prod(dims))
+    if len(raw) - offset != count:
+        raise ValueError(f"{path.name}: expected {count} bytes of data, found {len(raw) - offset}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _to_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = images.reshape(images.shape[0], INPUT_DIM).astype(np.float32) / np.float32(255.0)
+    return x, labels.astype(np.int32)
+
+
+@functools.lru_cache(maxsize=2)
+def load_bundled(data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Loads the bundled MNIST test set, checking it against the known sha256.
+
+    Returns:
+      (x, labels): x (10000, 784) float32 in [0, 1]; labels (10000,) int32.
+    """
+    d = Path(data_dir) if data_dir else BUNDLED_DIR
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        if _sha256(d / name) != MNIST_FILES[name]:
+            raise ValueError(f"bundled MNIST file {d / name} fails its sha256 check")
+    return _to_arrays(_read_idx(d / "t10k-images-idx3-ubyte.gz"),
+                      _read_idx(d / "t10k-labels-idx1-ubyte.gz"))
+
+
+def mirrors_from_env() -> tuple[str, ...]:
+    env = os.environ.get("NTK_MNIST_MIRRORS", "").strip()
+    return tuple(m.strip() for m in env.split(",") if m.strip()) or DEFAULT_MIRRORS
+
+
+def fetch_full(cache_dir: str | Path | None = None,
+               mirrors: tuple[str, ...] | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Downloads the four official MNIST files, verifying each sha256.
+
+    Each file is tried on every mirror in order; a mirror that is down or serves a
+    file with the wrong hash is skipped (pooch deletes the bad download).
+
+    Returns:
+      (paths, problems): file name → local path, and one line per failed attempt.
+
+    Raises:
+      DataUnavailable: when some file could not be fetched from any mirror.
+    """
+    import pooch  # imported lazily: offline use never needs it
+
+    mirrors = mirrors_from_env() if mirrors is None else mirrors
+    target = Path(cache_dir) if cache_dir else Path(pooch.os_cache("ntk-explorer")) / "mnist"
+    paths: dict[str, Path] = {}
+    problems: list[str] = []
+    for name, sha in MNIST_FILES.items():
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + name
+            try:
+                p = pooch.retrieve(url, known_hash=f"sha256:{sha}", fname=name,
+                                   path=target, progressbar=False)
+                paths[name] = Path(p)
+                break
+            except Exception as exc:  # network errors, HTTP errors, hash mismatch
+                problems.append(f"{url}: {type(exc).__name__}: {str(exc)[:200]}")
+        else:
+            raise DataUnavailable(f"could not fetch {name} from any mirror: " + "; ".join(problems))
+    return paths, problems
+
+
+@functools.lru_cache(maxsize=1)
+def _load_full_cached(cache_dir: str | None, mirrors: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, str]:
+    paths, problems = fetch_full(cache_dir, mirrors)
+    xs, ys = [], []
+    for split in ("train", "t10k"):
+        x, y = _to_arrays(_read_idx(paths[f"{split}-images-idx3-ubyte.gz"]),
+                          _read_idx(paths[f"{split}-labels-idx1-ubyte.gz"]))
+        xs.append(x)
+        ys.append(y)
+    note = ("full MNIST loaded after skipping failed mirrors: " + "; ".join(problems)) if problems else ""
+    return np.concatenate(xs), np.concatenate(ys), note
+
+
+def load_pool(dataset: str = "bundled", *, cache_dir: str | None = None,
+              mirrors: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """Loads the pool of images a split is drawn from.
+
+    ``"full"`` falls back to the bundled set with a notice when no mirror works.
+
+    Returns:
+      (x, labels, source, notice): x (N, 784) float32, labels (N,) int32, the source
+      actually used ("bundled" or "full") and a notice ("" when nothing to say).
+    """
+    if dataset == "bundled":
+        x, y = load_bundled()
+        return x, y, "bundled", ""
+    if dataset != "full":
+        raise ConfigError("dataset", dataset, "one of bundled, full")
+    mirrors = mirrors_from_env() if mirrors is None else tuple(mirrors)
+    try:
+        x, y, note = _load_full_cached(cache_dir, mirrors)
+        return x, y, "full", note
+    except DataUnavailable as exc:
+        x, y = load_bundled()
+        return x, y, "bundled", f"full MNIST unavailable ({exc}); using the bundled 10k test set"
+
+
+def stratified_split(labels: np.ndarray, n_train: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class-stratified, seeded, disjoint train/validation indices.
+
+    Class quotas follow the pool's class frequencies (largest-remainder rounding).
+
+    Returns:
+      (train_idx, val_idx): int64 index arrays of lengths n_train and n_val.
+    """
+    total = labels.shape[0]
+    if n_train + n_val > total:
+        raise ConfigError("n_train", n_train, f"integer in [2, {total - n_val}] "
+                          f"(pool of {total} images minus n_val={n_val})", max(total - n_val, 2))
+    rng = np.random.default_rng(seed)
+    classes = np.arange(NUM_CLASSES)
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+
+    def quotas(m: int, avail: np.ndarray) -> np.ndarray:
+        exact = m * counts / total
+        q = np.minimum(np.floor(exact).astype(np.int64), avail)
+        order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+        i = 0
+        while q.sum() < m:
+            c = order[i % NUM_CLASSES]
+            if q[c] < avail[c]:
+                q[c] += 1
+            i += 1
+        return q
+
+    qt = quotas(n_train, counts)
+    qv = quotas(n_val, counts - qt)
+    train = np.concatenate([p[:qt[c]] for c, p in zip(classes, per_class)])
+    val = np.concatenate([p[qt[c]:qt[c] + qv[c]] for c, p in zip(classes, per_class)])
+    return rng.permutation(train), rng.permutation(val)
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
+def load_split(n_train: int, n_val: int, seed: int, dataset: str = "bundled") -> Split:
+    """Loads a deterministic, class-stratified train/validation split of MNIST.
+
+    Returns:
+      A :class:`Split` with float32 pixels in [0, 1] (784 per image) and one-hot
+      float32 targets (10 per image).
+    """
+    if n_train + n_val > POOL_SIZE.get(dataset, 0) and dataset == "bundled":
+        raise ConfigError("n_train", n_train,
+                          f"integer in [2, {POOL_SIZE['bundled'] - n_val}] for the bundled set "
+                          f"with n_val={n_val}", POOL_SIZE["bundled"] - n_val)
+    x, labels, source, notice = load_pool(dataset)
+    tr, va = stratified_split(labels, n_train, n_val, seed)
+    return Split(x_train=x[tr], y_train=one_hot(labels[tr]), x_val=x[va], y_val=one_hot(labels[va]),
+                 labels_train=labels[tr], labels_val=labels[va], source=source, notice=notice)
