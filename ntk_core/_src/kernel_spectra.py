@@ -74,7 +74,7 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
             else:
                 state = _ntk.matfree_state(p, x, parameterization=parameterization)
                 op = _spectra.as_operator(lambda v, st=state: _ntk.matfree_matvec(st, jnp.asarray(v)), n)
-            w, vecs = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True)
+            w, vecs = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, dtype=np.float32)
             topk[i] = w
             v0 = vecs[:, 0]
         if progress is not None:

@@ -17,6 +17,8 @@ import optax
 
 from ntk_core._src import model as _model
 
+DIVERGENCE_FACTOR = 1e6
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
@@ -31,7 +33,8 @@ class TrainResult:
       step_norm: (G, E+1) ‖θ_e − θ_{e−1}‖₂ (0 at e = 0).
       rel_change: (G, E+1) ‖θ_e − θ_0‖₂ / ‖θ_0‖₂.
       weight_norm: (G, E+1) ‖(W1, W2)‖₂.
-      diverged_at: (G,) int, first epoch with a non-finite loss, or -1. Metrics from that
+      diverged_at: (G,) int, first epoch whose loss is non-finite or above
+        DIVERGENCE_FACTOR × max(initial loss, 1), or -1. Metrics from that
         epoch on are NaN and params are frozen at the last finite checkpoint.
     """
 
@@ -103,6 +106,7 @@ def _single_run(strength, lr, key, x, y, xv, yv, *, width, parameterization, reg
         return tl, tl + penalty(p, reg, strength), vl, acc
 
     norm0 = _tree_norm(params0)
+    loss0 = data_loss(params0, x, y, parameterization)
     wnorm = lambda p: _tree_norm((p["W1"], p["W2"]))
 
     def epoch(carry, e):
@@ -113,7 +117,10 @@ def _single_run(strength, lr, key, x, y, xv, yv, *, width, parameterization, reg
         (p_new, s_new), _ = jax.lax.scan(step, (p, s), batches)
         tl, obj, vl, acc = metrics(p_new)
         leaves_ok = jnp.all(jnp.array([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(p_new)]))
-        ok = jnp.isfinite(tl) & jnp.isfinite(vl) & leaves_ok & (div < 0)
+        # Diverged: non-finite, or a loss 1e6× above the initial one (float32 would overflow
+        # a few steps later anyway; stopping here keeps the last checkpoint meaningful).
+        ok = (jnp.isfinite(tl) & jnp.isfinite(vl) & leaves_ok & (div < 0)
+              & (tl < DIVERGENCE_FACTOR * jnp.maximum(loss0, 1.0)))
         div = jnp.where((div < 0) & ~ok, e, div)
         # Freeze at the last finite checkpoint so NaNs never reach a stored kernel.
         p_keep = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), p_new, p)
