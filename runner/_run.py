@@ -38,6 +38,12 @@ _COUNTER_LOCK = threading.Lock()
 def _count(name: str, k: int = 1) -> None:
     with _COUNTER_LOCK:
         COUNTERS[name] += k
+    # An append-only audit log across processes (the concurrency tests count trainings
+    # of a whole server with it; operators can watch it too).
+    log = os.environ.get("NTK_COMPUTE_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{name} {k} pid={os.getpid()}\n")
 
 
 def configure_jax_cache(directory: str | Path | None = None) -> None:

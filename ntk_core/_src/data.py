@@ -114,12 +114,15 @@ def mirrors_from_env() -> tuple[str, ...]:
     return tuple(m.strip() for m in env.split(",") if m.strip()) or DEFAULT_MIRRORS
 
 
-def fetch_full(cache_dir: str | Path | None = None,
-               mirrors: tuple[str, ...] | None = None) -> tuple[dict[str, Path], list[str]]:
+def fetch_full(cache_dir: str | Path | None = None, mirrors: tuple[str, ...] | None = None,
+               files: dict[str, str] | None = None) -> tuple[dict[str, Path], list[str]]:
     """Downloads the four official MNIST files, verifying each sha256.
 
     Each file is tried on every mirror in order; a mirror that is down or serves a
     file with the wrong hash is skipped (pooch deletes the bad download).
+
+    Args:
+      files: file name → sha256 (default: the four official files).
 
     Returns:
       (paths, problems): file name → local path, and one line per failed attempt.
@@ -133,7 +136,7 @@ def fetch_full(cache_dir: str | Path | None = None,
     target = Path(cache_dir) if cache_dir else Path(pooch.os_cache("ntk-explorer")) / "mnist"
     paths: dict[str, Path] = {}
     problems: list[str] = []
-    for name, sha in MNIST_FILES.items():
+    for name, sha in (MNIST_FILES if files is None else files).items():
         for base in mirrors:
             url = base.rstrip("/") + "/" + name
             try:
