@@ -89,8 +89,10 @@ def top_k_eigs(operator, k: int, *, n: int | None = None, v0: np.ndarray | None 
         dense = operator @ np.eye(n)
         return top_k_eigs(dense, k, return_vectors=return_vectors)
     ncv = min(n, max(2 * k + 1, 20))
-    if v0 is not None:
-        v0 = np.asarray(v0, dtype=operator.dtype)
+    if v0 is None:
+        # ARPACK's own random start differs per call; a seeded one makes results reproducible.
+        v0 = np.random.default_rng(0).standard_normal(n)
+    v0 = np.asarray(v0, dtype=operator.dtype)
     try:
         w, v = spla.eigsh(operator, k=k, which="LA", v0=v0, tol=tol, ncv=ncv, maxiter=maxiter)
     except spla.ArpackNoConvergence:
@@ -171,12 +173,16 @@ def lanczos_tridiag(matvec: Callable[[np.ndarray], np.ndarray], v0: np.ndarray, 
 
 
 def slq(matvec: Callable[[np.ndarray], np.ndarray], n: int, *, num_probes: int = 8,
-        steps: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        steps: int = 60, seed: int = 0, deflate: tuple[np.ndarray, np.ndarray] | None = None
+        ) -> tuple[np.ndarray, np.ndarray]:
     """Stochastic Lanczos quadrature: a discrete approximation of the spectral measure.
 
     Each Rademacher probe gives Gauss-quadrature nodes (Ritz values) and weights
     (squared first components); averaging the probes estimates
-    μ = (1/n) Σ_i δ(λ − λ_i).
+    μ = (1/n) Σ_i δ(λ − λ_i). NTKs have one or a few huge eigenvalues and large
+    off-diagonal mass, which makes plain Hutchinson probes noisy; passing the exact top
+    eigenpairs as ``deflate=(values, vectors)`` puts them in as exact point masses and
+    probes only their orthogonal complement.
 
     Returns:
       (nodes, weights): float64 arrays of equal length; weights sum to 1. So
@@ -184,13 +190,29 @@ def slq(matvec: Callable[[np.ndarray], np.ndarray], n: int, *, num_probes: int =
     """
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
+    vecs_d = None
+    if deflate is not None:
+        vals_d, vecs_d = np.asarray(deflate[0], np.float64), np.asarray(deflate[1], np.float64)
+        nodes.append(vals_d)
+        weights.append(np.full(vals_d.shape, 1.0 / n))
+        op = matvec
+
+        def matvec(v):  # P Θ P with P the projector onto the complement
+            v = v - vecs_d @ (vecs_d.T @ v)
+            w = np.asarray(op(v), dtype=np.float64)
+            return w - vecs_d @ (vecs_d.T @ w)
+
     for _ in range(num_probes):
-        v = rng.choice(np.array([-1.0, 1.0]), size=n)
-        a, b = lanczos_tridiag(matvec, v, steps)
+        z = rng.choice(np.array([-1.0, 1.0]), size=n)
+        if vecs_d is not None:
+            z = z - vecs_d @ (vecs_d.T @ z)
+        a, b = lanczos_tridiag(matvec, z, steps)
         theta, vecs = scipy.linalg.eigh_tridiagonal(a, b) if b.size else (a, np.ones((1, 1)))
         nodes.append(theta)
-        weights.append(vecs[0] ** 2 / num_probes)
-    return np.concatenate(nodes), np.concatenate(weights)
+        # zᵀf(A)z = ‖z‖²·Σ τ_j² f(θ_j); the 1/n turns the trace into a probability measure.
+        weights.append(vecs[0] ** 2 * (z @ z) / (n * num_probes))
+    nodes_a, weights_a = np.concatenate(nodes), np.concatenate(weights)
+    return nodes_a, weights_a / weights_a.sum()
 
 
 def density_on_grid(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray,
