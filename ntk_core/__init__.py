@@ -4,6 +4,8 @@ training and the infinite-width limit. Pure JAX/NumPy/SciPy: no UI, no cache."""
 from ntk_core._src.config import ConfigError
 from ntk_core._src.config import ExperimentConfig
 from ntk_core._src.config import Limits
+from ntk_core._src.config import check_memory
+from ntk_core._src.config import estimate_memory_mb
 from ntk_core._src.config import validate_config
 from ntk_core._src.data import DataUnavailable
 from ntk_core._src.data import Split
@@ -57,12 +59,14 @@ __all__ = (
     "analytic_kernels",
     "apply",
     "checkpoint_spectra",
+    "check_memory",
     "condition_number",
     "cumulative_share",
     "density_on_grid",
     "early_stopping",
     "effective_rank",
     "eigvalsh_desc",
+    "estimate_memory_mb",
     "empirical_cdf",
     "empirical_ntk",
     "fetch_full",

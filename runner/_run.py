@@ -252,6 +252,7 @@ def run_configs(configs: Sequence[nc.ExperimentConfig | dict], *, store: ResultS
         groups.setdefault(tuple(sorted(shape_key.to_dict().items())), []).append(i)
 
     for idx in groups.values():
+        nc.check_memory(cfgs[idx[0]], limits, runs=len(idx))
         computed: dict[int, RunResult] = {}
 
         def compute_group() -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 REG_KINDS = ("none", "l1", "l2")
@@ -51,9 +52,11 @@ class ConfigError(ValueError):
 class Limits:
     """Resource caps. Read from env vars by :meth:`from_env`.
 
-    ``NTK_HOSTED=1`` selects conservative defaults for a ~700 MB hosted server;
+    ``NTK_HOSTED=1`` (also implied on Streamlit Community Cloud, detected by its
+    ``/mount/src`` checkout) selects conservative defaults for a ~700 MB hosted server;
     each cap can be overridden by ``NTK_MAX_N``, ``NTK_MAX_WIDTH``, ``NTK_MAX_EPOCHS``,
-    ``NTK_MAX_TOPK``, ``NTK_MAX_DENSE_N`` and ``NTK_MAX_GRID``.
+    ``NTK_MAX_TOPK``, ``NTK_MAX_DENSE_N``, ``NTK_MAX_GRID`` and ``NTK_MAX_MEMORY_MB``
+    (working memory of one request, estimated before it starts).
     """
 
     max_n: int = 60_000
@@ -62,27 +65,34 @@ class Limits:
     max_topk: int = 100
     max_dense_n: int = 4_000
     max_grid: int = 16
+    max_memory_mb: int = 6_000
 
     @classmethod
     def hosted(cls) -> "Limits":
         return cls(max_n=5_000, max_width=1_024, max_epochs=100, max_topk=30,
-                   max_dense_n=2_000, max_grid=8)
+                   max_dense_n=2_000, max_grid=8, max_memory_mb=350)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
         env = os.environ if env is None else env
-        hosted = env.get("NTK_HOSTED", "").strip().lower() in ("1", "true", "yes")
+        flag = env.get("NTK_HOSTED", "").strip().lower()
+        hosted = flag in ("1", "true", "yes") or (flag == "" and _on_community_cloud())
         base = cls.hosted() if hosted else cls()
         updates = {}
         for field, var in (("max_n", "NTK_MAX_N"), ("max_width", "NTK_MAX_WIDTH"),
                            ("max_epochs", "NTK_MAX_EPOCHS"), ("max_topk", "NTK_MAX_TOPK"),
-                           ("max_dense_n", "NTK_MAX_DENSE_N"), ("max_grid", "NTK_MAX_GRID")):
+                           ("max_dense_n", "NTK_MAX_DENSE_N"), ("max_grid", "NTK_MAX_GRID"),
+                           ("max_memory_mb", "NTK_MAX_MEMORY_MB")):
             if var in env and env[var].strip():
                 updates[field] = _parse_int(var, env[var], 1, 10**9)
         limits = dataclasses.replace(base, **updates)
         if limits.max_width > _HARD_MAX_WIDTH:
             limits = dataclasses.replace(limits, max_width=_HARD_MAX_WIDTH)
         return limits
+
+
+def _on_community_cloud() -> bool:
+    return Path(__file__).resolve().as_posix().startswith("/mount/src/")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,4 +273,51 @@ def validate_config(config: ExperimentConfig | Mapping[str, Any] | None = None,
                                             PARAMETERIZATIONS)
     out["top_k"] = _parse_int("top_k", d["top_k"], 1, min(limits.max_topk, out["n_train"]))
     out["patience"] = _parse_int("patience", d["patience"], 1, 1_000)
-    return ExperimentConfig(**out)
+    cfg = ExperimentConfig(**out)
+    check_memory(cfg, limits)
+    return cfg
+
+
+def estimate_memory_mb(config: ExperimentConfig, limits: Limits, runs: int = 1) -> float:
+    """Rough peak working memory of training ``runs`` vmapped configs plus their spectra.
+
+    Dominated by the per-epoch checkpoints (kept on device and copied to the host), the
+    data, and either the dense n×n kernel (+ Gram matrix) or the matrix-free state.
+
+    Returns:
+      Megabytes (float).
+    """
+    w, n, e = config.width, config.n_train, config.epochs
+    n_params = 784 * w + w + 10 * w + 10
+    ckpt = 2 * runs * (e + 1) * n_params * 4                 # device result + host copy
+    opt = runs * 4 * n_params * 4                            # params, grads, Adam moments
+    data = 2 * (n + config.n_val) * 784 * 4
+    acts = runs * 4 * max(n if config.batch_size == 0 else config.batch_size, config.n_val) * w * 4
+    kernel = 4 * n * n * 4 if n <= limits.max_dense_n else 4 * n * w * 4
+    return (ckpt + opt + data + acts + kernel) / 2**20
+
+
+def check_memory(config: ExperimentConfig, limits: Limits, runs: int = 1) -> None:
+    """Raises ConfigError when a request would exceed ``limits.max_memory_mb``.
+
+    The error names the parameter that dominates the estimate and suggests the largest
+    value of it that fits.
+    """
+    need = estimate_memory_mb(config, limits, runs)
+    if need <= limits.max_memory_mb:
+        return
+    for name, lo in (("width", 1), ("epochs", 1), ("n_train", 2)):
+        value = getattr(config, name)
+        best = None
+        step_lo, step_hi = lo, value
+        while step_lo <= step_hi:  # largest value that fits, by bisection
+            mid = (step_lo + step_hi) // 2
+            if estimate_memory_mb(dataclasses.replace(config, **{name: mid}), limits, runs) <= limits.max_memory_mb:
+                best, step_lo = mid, mid + 1
+            else:
+                step_hi = mid - 1
+        if best is not None and best >= max(lo, value // 4):
+            raise ConfigError(name, value, f"a request needing at most {limits.max_memory_mb} MB "
+                              f"(this one needs ~{need:.0f} MB for {runs} run(s))", best)
+    raise ConfigError("width", config.width, f"a request needing at most {limits.max_memory_mb} MB "
+                      f"(this one needs ~{need:.0f} MB for {runs} run(s)); reduce width, epochs or n_train")

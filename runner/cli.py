@@ -1,0 +1,534 @@
+"""Command-line interface: ``python -m ntk_core run|sweep``.
+
+Headless access to the same runner and the same results cache as the app::
+
+    python -m ntk_core run --width 256 --samples 1000 --epochs 30 --json
+    python -m ntk_core sweep --vary l2 --values 0 1e-4 1e-3 --output l2.csv
+    python -m ntk_core --cache-dir /srv/ntk-cache sweep --vary width --values 64,256,1024
+
+Every config value is taken as a string and validated by ``ntk_core.validate_config``
+only, so a bad flag gets exactly the message the app shows for the same value (plus the
+flag's name). Bad arguments exit with status 2 and one line on stderr; a diverged run is
+a success (exit 0) and reports ``diverged_at``. Cache problems are printed on stderr
+and never fail a command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+import numpy as np
+
+import ntk_core as nc
+
+PROG = "python -m ntk_core"
+
+# (flag, ExperimentConfig field, metavar, help). Every ExperimentConfig field has a flag.
+CONFIG_FLAGS: tuple[tuple[str, str, str, str], ...] = (
+    ("--width", "width", "N", "hidden units of the one-hidden-layer ReLU MLP"),
+    ("--samples", "n_train", "N", "training samples n (class-stratified MNIST subsample)"),
+    ("--n-val", "n_val", "N", "validation samples (disjoint from training)"),
+    ("--reg", "reg", "{none,l1,l2}", "weight penalty: none, l1 (λ‖W‖₁) or l2 (λ‖W‖²)"),
+    ("--reg-strength", "reg_strength", "LAMBDA", "penalty strength λ ≥ 0 (ignored with --reg none)"),
+    ("--lr", "lr", "LR", "learning rate"),
+    ("--epochs", "epochs", "E", "passes over the training set"),
+    ("--optimizer", "optimizer", "{sgd,adam}", "optimizer"),
+    ("--batch-size", "batch_size", "B", "minibatch size; 0 = full batch"),
+    ("--seed", "seed", "S", "seeds the data split, the init and the minibatch order"),
+    ("--parameterization", "parameterization", "{standard,ntk}", "standard (PyTorch init) or ntk"),
+    ("--top-k", "top_k", "K", "number of top eigenvalues tracked per epoch"),
+    ("--patience", "patience", "P", "early-stopping patience (reported only, never truncates)"),
+    ("--dataset", "dataset", "{bundled,full}", "bundled 10k MNIST test set, or full 70k (downloaded)"),
+)
+_FLAG_OF = {field: flag for flag, field, _, _ in CONFIG_FLAGS}
+_FIELD_OF_VARY = {"samples": "n_train", "l1": "reg_strength", "l2": "reg_strength"}
+
+CSV_COLUMNS = ("vary", "value", "epoch", "train_loss", "val_loss", "val_acc", "lambda_max", "trace",
+               "step_norm", "rel_change", "diverged_at", "status")
+_PER_EPOCH = ("train_loss", "objective", "val_loss", "val_acc", "step_norm", "rel_change", "weight_norm")
+
+# Options that take exactly one value; a value starting with "-" (e.g. "-1e-3") is glued
+# to its flag before argparse sees it, since argparse would take it for an option.
+_VALUE_OPTIONS = frozenset([f for f, *_ in CONFIG_FLAGS]
+                           + ["--cache-dir", "--vary", "--format", "--output", "-o"])
+_SHORT_OPTIONS = frozenset(["-h", "-q", "-o"])
+
+
+class _UsageError(Exception):
+    """An argparse-level problem (unknown flag, missing value, ...)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        sub = self.prog[len(PROG):].strip() if self.prog.startswith(PROG) else ""
+        raise _UsageError(f"{sub + ': ' if sub else ''}error: {message} (see --help)")
+
+
+# --------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------
+
+
+def _glue_dash_values(argv: Sequence[str]) -> list[str]:
+    """Lets values that start with "-" through argparse.
+
+    ``--width -3`` becomes ``--width=-3`` (so validation, not argparse, rejects it, with
+    the allowed range), and ``--values -1 2`` becomes ``--values=-1,2``.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            out.extend(argv[i:])
+            break
+        if tok in _VALUE_OPTIONS and i + 1 < len(argv):
+            nxt = argv[i + 1]
+            if nxt.startswith("-") and nxt not in _VALUE_OPTIONS and not nxt.startswith("--") \
+                    and nxt not in _SHORT_OPTIONS:
+                out.append(f"{tok}={nxt}")
+                i += 2
+                continue
+        if tok == "--values":
+            j = i + 1
+            while j < len(argv) and not argv[j].startswith("--") and argv[j] not in _SHORT_OPTIONS:
+                j += 1
+            vals = argv[i + 1:j]
+            if any(v.startswith("-") for v in vals):
+                out.append("--values=" + ",".join(vals))
+            else:
+                out.append(tok)
+                out.extend(vals)
+            i = j
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """Global options; on subcommands they only override what was given before them."""
+    kw: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    g = p.add_argument_group("cache and output")
+    g.add_argument("--cache-dir", metavar="DIR", help="results store directory (default: "
+                   "$NTK_CACHE_DIR or the per-user cache); JAX's compile cache goes in DIR/jax-compile",
+                   **({"default": None} if top else kw))
+    g.add_argument("--no-cache", action="store_true", help="compute without reading or writing the results store "
+                   "(nothing is written to disk, not even JAX's compile cache)",
+                   **({"default": False} if top else kw))
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr",
+                   **({"default": False} if top else kw))
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    defaults = nc.ExperimentConfig()
+    g = p.add_argument_group("experiment (validated exactly like the app; defaults in brackets)")
+    for flag, field, metavar, help_ in CONFIG_FLAGS:
+        # Strings on purpose: validate_config does all type and range checking.
+        g.add_argument(flag, dest=field, metavar=metavar, type=str, default=None,
+                       help=f"{help_} [{getattr(defaults, field)}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, allow_abbrev=False,
+        description="NTK Explorer headless: train one-hidden-layer ReLU MLPs on MNIST and track the "
+                    "empirical NTK spectrum per epoch. Results go to the same cache the app reads.",
+        epilog="Eigenvalues are of the raw traced Θ (mean over the 10 logits), not divided by n.")
+    _add_common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep}", required=True)
+
+    p_run = sub.add_parser("run", allow_abbrev=False, help="one config: per-epoch metrics and top-k spectrum",
+                           description="Train one config (or load it from the cache) and print per-epoch "
+                                       "metrics and the top-k spectrum of the empirical NTK.")
+    _add_config_flags(p_run)
+    p_run.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    _add_common(p_run, top=False)
+    p_run.set_defaults(handler=cmd_run)
+
+    p_sw = sub.add_parser("sweep", allow_abbrev=False, help="one-axis sweep (pre-warms the app's cache)",
+                          description="Run a one-axis sweep over the base config given by the flags; "
+                                      "points differing only in λ, lr or seed train in one vmapped program.")
+    p_sw.add_argument("--vary", metavar="{width,samples,l1,l2,lr,seed}", default=None,
+                      help="the swept parameter (l1/l2 also set --reg)")
+    p_sw.add_argument("--values", nargs="*", metavar="V", default=None,
+                      help="values to sweep, space- and/or comma-separated")
+    p_sw.add_argument("--format", metavar="{csv,json}", default="csv",
+                      help="csv: one row per (value, epoch) [default]; json: one object with all runs")
+    p_sw.add_argument("-o", "--output", metavar="FILE", default=None,
+                      help="write to FILE instead of stdout (\"-\" = stdout)")
+    _add_config_flags(p_sw)
+    _add_common(p_sw, top=False)
+    p_sw.set_defaults(handler=cmd_sweep)
+    return parser
+
+
+def _base_config(args: argparse.Namespace) -> dict[str, str]:
+    return {field: getattr(args, field) for _, field, _, _ in CONFIG_FLAGS
+            if getattr(args, field, None) is not None}
+
+
+def _split_values(raw: Sequence[str] | None) -> list[str]:
+    out: list[str] = []
+    for item in raw or ():
+        out.extend(v.strip() for v in item.split(",") if v.strip())
+    return out
+
+
+# --------------------------------------------------------------------------
+# stderr: progress bar and notices
+# --------------------------------------------------------------------------
+
+
+class _Progress:
+    """``progress(stage, done, total)`` callback drawing a bar on stderr.
+
+    On a terminal it redraws one line with carriage returns; otherwise (logs, pipes) it
+    prints a line when a stage starts and when it completes.
+    """
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.t0 = time.monotonic()
+        self._open = 0  # length of the current, unterminated bar line
+        self._last: tuple[str, int] | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage == "done":
+            self.clear()
+            return
+        frac = min(max(done / total, 0.0), 1.0) if total else 1.0
+        n = 24
+        filled = int(round(frac * n))
+        line = f"{stage:<14} [{'#' * filled}{'.' * (n - filled)}] {done}/{total} {time.monotonic() - self.t0:6.1f}s"
+        try:
+            if self.tty:
+                self.stream.write("\r" + line.ljust(self._open))
+                self._open = len(line)
+            else:
+                key = (stage, int(done >= total))
+                if key == self._last:
+                    return
+                self._last = key
+                self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.enabled = False
+
+    def clear(self) -> None:
+        """Ends the bar line so the next message starts on a fresh line."""
+        if self._open:
+            try:
+                self.stream.write("\r" + " " * self._open + "\r")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+            self._open = 0
+
+
+class _NoticeHandler(logging.Handler):
+    """Prints the cache's warnings on stderr (after clearing the progress bar)."""
+
+    def __init__(self, bar: _Progress) -> None:
+        super().__init__(logging.WARNING)
+        self.bar = bar
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        self.seen.add(msg)
+        self.bar.clear()
+        _say(f"cache: {msg}")
+
+
+def _say(msg: str) -> None:
+    try:
+        sys.stderr.write(f"ntk_core: {msg}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class _Session:
+    """Store, limits, progress bar and cache-notice reporting for one command."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.bar = _Progress(sys.stderr, enabled=not args.quiet)
+        self.handler = _NoticeHandler(self.bar)
+        self.store = None
+
+    def __enter__(self) -> "_Session":
+        log = logging.getLogger("cache")
+        log.addHandler(self.handler)
+        log.propagate = False
+        return self
+
+    def open_store(self):
+        import runner
+
+        cache_dir = Path(self.args.cache_dir).expanduser() if self.args.cache_dir else None
+        if self.args.no_cache:
+            # Nothing is written: neither results nor compiled programs.
+            self.store = runner.open_store(cache_dir, enabled=False)
+        else:
+            runner.configure_jax_cache(cache_dir / "jax-compile" if cache_dir is not None else None)
+            self.store = runner.open_store(cache_dir)
+        return self.store
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.clear()
+        logging.getLogger("cache").removeHandler(self.handler)
+        notice = getattr(self.store, "notice", None)
+        if notice and notice not in self.handler.seen:
+            _say(f"cache: {notice}")
+
+
+# --------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _list(a: Any) -> list:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 0:
+        return [_num(a)]
+    if a.ndim == 1:
+        return [_num(v) for v in a]
+    return [_list(row) for row in a]
+
+
+def normalization_note(config: nc.ExperimentConfig) -> str:
+    return (f"eigenvalues (lambda_max, topk, trace) are of the raw traced empirical NTK Θ: the mean over "
+            f"the 10 logits of ∇θf_k(x_i)·∇θf_k(x_j), summed over parameters, NOT divided by n "
+            f"(n = n_train = {config.n_train}; divide by n for Θ/n), in the {config.parameterization} "
+            f"parameterization")
+
+
+def result_json(r) -> dict[str, Any]:
+    """A RunResult as plain JSON types (NaN and ±inf become null)."""
+    e = r.topk.shape[0]
+    obj: dict[str, Any] = {"config": r.config.to_dict(), "status": r.status, "epoch": list(range(e))}
+    for k in _PER_EPOCH:
+        if k in r.metrics:
+            obj[k] = _list(r.metrics[k])
+    obj["lambda_max"] = _list(r.topk[:, 0]) if r.topk.shape[1] else [None] * e
+    obj["topk"] = _list(r.topk)
+    obj["trace"] = _list(r.trace)
+    obj.update(best_epoch=int(r.best_epoch), stop_epoch=r.stop_epoch, diverged_at=r.diverged_at,
+               spectrum_method=r.spectrum_method, data_source=r.data_source, notice=r.notice,
+               checkpoint_epochs=[int(c) for c in np.asarray(r.checkpoint_epochs).ravel()],
+               normalization=normalization_note(r.config))
+    return obj
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, allow_nan=False)
+
+
+def _g(x: Any, width: int = 11, spec: str = ".5g") -> str:
+    x = float(x)
+    return (format(x, spec) if math.isfinite(x) else ("nan" if math.isnan(x) else str(x))).rjust(width)
+
+
+def result_table(r, seconds: float) -> str:
+    c = r.config
+    out = io.StringIO()
+    w = out.write
+    w(f"NTK Explorer run — status: {r.status} ({seconds:.1f} s)\n")
+    w("config: " + " ".join(f"{k}={v}" for k, v in c.to_dict().items()) + "\n")
+    w(f"data: {r.data_source}, n_train={c.n_train}, n_val={c.n_val}; spectrum: {r.spectrum_method}\n")
+    if r.notice:
+        w(f"note: {r.notice}\n")
+    w("\n")
+    cols = ("train_loss", "val_loss", "val_acc", "lambda_max", "trace", "step_norm", "rel_change")
+    w("epoch " + "".join(n.rjust(12) for n in cols) + "\n")
+    for ep in range(r.topk.shape[0]):
+        vals = [r.metrics["train_loss"][ep], r.metrics["val_loss"][ep], r.metrics["val_acc"][ep],
+                r.topk[ep, 0], r.trace[ep], r.metrics["step_norm"][ep], r.metrics["rel_change"][ep]]
+        mark = "*" if ep == r.best_epoch else ("!" if r.diverged_at is not None and ep >= r.diverged_at else " ")
+        w(f"{ep:5d}{mark}" + "".join(" " + _g(v) for v in vals) + "\n")
+    w("\n")
+    w(f"best epoch (lowest val_loss, marked *): {r.best_epoch}; "
+      f"patience {c.patience} would stop at: {r.stop_epoch if r.stop_epoch is not None else '-'}\n")
+    if r.diverged_at is not None:
+        w(f"diverged at epoch {r.diverged_at} (marked !): metrics and spectra are NaN from there on; "
+          "try a smaller --lr\n")
+    finite = np.flatnonzero(np.isfinite(r.topk[:, 0]))
+    if finite.size:
+        ep = int(finite[-1])
+        w(f"top-{r.topk.shape[1]} eigenvalues at epoch {ep}:\n  "
+          + " ".join(_g(v, 0) for v in r.topk[ep]) + "\n")
+    w(f"({normalization_note(c)})\n")
+    return out.getvalue()
+
+
+def _csv_num(x: Any) -> str:
+    x = float(x)
+    return repr(x) if math.isfinite(x) else ("NaN" if math.isnan(x) else ("inf" if x > 0 else "-inf"))
+
+
+def _sweep_value(cfg: nc.ExperimentConfig, vary: str) -> Any:
+    return getattr(cfg, _FIELD_OF_VARY.get(vary, vary))
+
+
+def sweep_csv(vary: str, results: Sequence[Any]) -> str:
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(CSV_COLUMNS)
+    for r in results:
+        v = _sweep_value(r.config, vary)
+        value = str(v) if isinstance(v, int) else _csv_num(v)
+        for ep in range(r.topk.shape[0]):
+            wr.writerow([vary, value, ep, _csv_num(r.metrics["train_loss"][ep]),
+                         _csv_num(r.metrics["val_loss"][ep]), _csv_num(r.metrics["val_acc"][ep]),
+                         _csv_num(r.topk[ep, 0]), _csv_num(r.trace[ep]),
+                         _csv_num(r.metrics["step_norm"][ep]), _csv_num(r.metrics["rel_change"][ep]),
+                         "" if r.diverged_at is None else r.diverged_at, r.status])
+    return buf.getvalue()
+
+
+def sweep_json(vary: str, results: Sequence[Any]) -> dict[str, Any]:
+    values = [_sweep_value(r.config, vary) for r in results]
+    return {"vary": vary, "values": values,
+            "runs": [{"vary": vary, "value": v, **result_json(r)} for v, r in zip(values, results)]}
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import runner
+
+    limits = nc.Limits.from_env()
+    config = nc.validate_config(_base_config(args), limits)  # fail fast, before touching the cache
+    with _Session(args) as s:
+        store = s.open_store()
+        t0 = time.monotonic()
+        r = runner.run(config, store=store, limits=limits, progress=s.bar)
+        seconds = time.monotonic() - t0
+        s.bar.clear()
+        if args.json:
+            if r.notice:
+                _say(f"note: {r.notice}")
+            _write_stdout(_dumps(result_json(r)) + "\n")
+        else:
+            _write_stdout(result_table(r, seconds))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import runner
+
+    limits = nc.Limits.from_env()
+    fmt = str(args.format).strip().lower()
+    if fmt not in ("csv", "json"):
+        raise nc.ConfigError("format", args.format, "one of csv, json")
+    out_path = Path(args.output).expanduser() if args.output and args.output != "-" else None
+    if out_path is not None and (out_path.is_dir() or not out_path.parent.is_dir()):
+        raise nc.ConfigError("output", args.output, "a file path in an existing directory")
+    values = _split_values(args.values)
+    vary = args.vary if args.vary is None else args.vary.strip().lower()
+    # Validates vary, values and the base config, before touching the cache.
+    configs = runner.sweep_configs(_base_config(args), vary, values, limits)
+    if len(configs) > limits.max_grid:
+        raise nc.ConfigError("values", values, f"at most {limits.max_grid} sweep points", limits.max_grid)
+    with _Session(args) as s:
+        store = s.open_store()
+        t0 = time.monotonic()
+        results = runner.run_sweep(_base_config(args), vary, values, store=store, limits=limits,
+                                   progress=s.bar)
+        seconds = time.monotonic() - t0
+        s.bar.clear()
+        for note in dict.fromkeys(r.notice for r in results if r.notice):
+            _say(f"note: {note}")
+        text = sweep_csv(vary, results) if fmt == "csv" else _dumps(sweep_json(vary, results)) + "\n"
+        if out_path is None:
+            _write_stdout(text)
+        else:
+            out_path.write_text(text, encoding="utf-8")
+        if not args.quiet:
+            counts: dict[str, int] = {}
+            for r in results:
+                counts[r.status] = counts.get(r.status, 0) + 1
+            where = str(out_path) if out_path is not None else "stdout"
+            diverged = [str(_sweep_value(r.config, vary)) for r in results if r.diverged_at is not None]
+            _say(f"sweep over {vary}: {len(results)} runs ("
+                 + ", ".join(f"{n} {k}" for k, n in counts.items()) + f") in {seconds:.1f} s, {fmt} written to {where}"
+                 + (f"; diverged at {vary} = {', '.join(diverged)}" if diverged else ""))
+    return 0
+
+
+def _flag_for(exc: nc.ConfigError, args: argparse.Namespace | None) -> str:
+    vary = getattr(args, "vary", None)
+    if (vary and exc.param in (vary, _FIELD_OF_VARY.get(vary, vary)) and exc.param != "vary"
+            and exc.value in _split_values(getattr(args, "values", None))):
+        return "--values"
+    if exc.param in _FLAG_OF:
+        return _FLAG_OF[exc.param]
+    if exc.param in ("vary", "values", "format", "output"):
+        return "--" + exc.param
+    return ""  # e.g. an NTK_MAX_* environment variable
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status (0 ok, 2 bad arguments, 1 other failure)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):
+        try:  # Θ, λ in a non-UTF-8 terminal: degrade to escapes, never crash
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass
+    parser = build_parser()
+    args = None
+    try:
+        args = parser.parse_args(_glue_dash_values(argv))
+        return args.handler(args)
+    except _UsageError as exc:
+        _say(str(exc))
+        return 2
+    except nc.ConfigError as exc:
+        flag = _flag_for(exc, args)
+        cmd = f" {args.command}" if args is not None else ""
+        _say(f"{cmd.strip() + ': ' if cmd else ''}error: {flag + ': ' if flag else ''}{exc}")
+        return 2
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which closed early: not an error of ours.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+    except OSError as exc:  # e.g. --output on a full disk
+        _say(f"error: {exc}")
+        return 1
