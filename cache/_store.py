@@ -129,7 +129,9 @@ def default_cache_dir() -> Path:
 
     Returns:
         ``$NTK_CACHE_DIR`` if set and non-empty, otherwise ``results`` inside
-        the per-user cache directory (e.g. ``~/.cache/ntk-explorer/results``).
+        the per-user cache directory (e.g. ``~/.cache/ntk-explorer/results``)
+        when it is writable, else ``ntk-explorer/results`` under the system temp
+        dir (hosted containers often have a read-only or missing home).
     """
     env = os.environ.get(_ENV_DIR)
     if env:
@@ -138,7 +140,17 @@ def default_cache_dir() -> Path:
     # (NTK_CACHE_DIR set, or a directory passed explicitly) never needs.
     import pooch
 
-    return Path(pooch.os_cache("ntk-explorer")) / "results"
+    user = Path(pooch.os_cache("ntk-explorer")) / "results"
+    try:
+        user.mkdir(parents=True, exist_ok=True)
+        probe = user / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return user
+    except OSError:
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "ntk-explorer" / "results"
 
 
 def _canonical_config(obj: Any, path: str) -> Any:
