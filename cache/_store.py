@@ -439,7 +439,13 @@ class ResultStore:
             ValueError: If ``size_limit_mb`` is not a positive number. Faults
                 of the directory never raise; they disable the store.
         """
-        self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
+        # A store disabled on request touches no disk, not even to probe the default dir.
+        if directory is not None:
+            self.directory = Path(directory).expanduser()
+        elif enabled:
+            self.directory = default_cache_dir()
+        else:
+            self.directory = Path(os.devnull)
         self.size_limit_mb, self.notice = _resolve_size_limit(size_limit_mb)
         self.stats: dict[str, int] = {"hits": 0, "misses": 0, "computes": 0, "corrupt": 0, "errors": 0}
         self.enabled = False

@@ -294,6 +294,9 @@ def sweep_configs(base: nc.ExperimentConfig | dict, vary: str, values: Sequence[
         raise nc.ConfigError("vary", vary, "one of " + ", ".join(GRID_PARAMS))
     if len(values) == 0:
         raise nc.ConfigError("values", list(values), "at least one value")
+    if len(values) > limits.max_grid:
+        raise nc.ConfigError("values", len(values), f"at most {limits.max_grid} sweep points",
+                             limits.max_grid)
     base = nc.validate_config(base, limits)
     field = {"samples": "n_train", "l1": "reg_strength", "l2": "reg_strength"}.get(vary, vary)
     extra = {"reg": vary} if vary in ("l1", "l2") else {}

@@ -279,12 +279,15 @@ class _Session:
         return self
 
     def open_store(self):
+        """The results store, or None with --no-cache."""
         import runner
 
         cache_dir = Path(self.args.cache_dir).expanduser() if self.args.cache_dir else None
         if self.args.no_cache:
-            # Nothing is written: neither results nor compiled programs.
-            self.store = runner.open_store(cache_dir, enabled=False)
+            # Nothing is written: neither results nor compiled programs. No store object
+            # at all (the runner then reports "uncached"): even a disabled ResultStore
+            # without a directory resolves default_cache_dir(), which creates directories.
+            self.store = None
         else:
             runner.configure_jax_cache(cache_dir / "jax-compile" if cache_dir is not None else None)
             self.store = runner.open_store(cache_dir)
