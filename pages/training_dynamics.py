@@ -1,0 +1,74 @@
+"""λ_max and the top-k over epochs, next to losses, accuracy and parameter movement."""
+
+import streamlit as st
+
+from ui import charts, data, engine, layout, sidebar
+
+view = sidebar.current()
+cfg = view.config
+K, P = view.norm, cfg.parameterization
+
+layout.header(
+    "Training dynamics",
+    "How does the top of the NTK spectrum move while the network trains?",
+    "λ_max against the validation loss: the dashed rules mark the best epoch (lowest "
+    "validation loss) and where early stopping would stop; compare the eigenvalue curve "
+    "with how far the weights have moved from initialization.",
+    "λ_max falls, reaches a minimum, rises again with overfitting.")
+layout.config_caption(view)
+
+c1, c2 = st.columns(2)
+show_all = c1.toggle(f"Show all top-{cfg.top_k} eigenvalues", value=True, key="dyn_topk")
+log_loss = c2.toggle("Log scale for losses", value=True, key="dyn_logloss")
+
+r = engine.run(cfg, "Training run")
+
+if r is not None:
+    engine.show_notices([r])
+    ep = data.epoch_frame(r, K)
+    stop = (f"early stopping (patience {cfg.patience}) would stop at epoch {r.stop_epoch}"
+            if r.stop_epoch is not None else f"early stopping (patience {cfg.patience}) never triggers")
+    st.markdown(f"**Best epoch** (lowest validation loss): **{r.best_epoch}** · {stop} · "
+                f"kernel spectra: {r.spectrum_method}")
+    rules = [("is_best_epoch", f"best epoch {r.best_epoch}")]
+    if r.stop_epoch is not None:
+        rules.append(("is_stop_epoch", f"early stop {r.stop_epoch}"))
+
+    left, right = st.columns(2)
+    with left:
+        df = data.topk_epochs_frame(r, K)
+        if not show_all:
+            df = df[df["rank"] == 1].reset_index(drop=True)
+        df["is_stop_epoch"] = df["epoch"] == (r.stop_epoch if r.stop_epoch is not None else -1)
+        charts.show(charts.lines(df, "epoch", "eigenvalue", color="rank", color_title="rank j",
+                                 ordinal_color=True, y_scale="log", points=False, rules=rules,
+                                 x_title="epoch (0 = init)",
+                                 y_title=data.axis_title("λ_max" if not show_all else "top-k λ_j", K, P),
+                                 title="λ_max (rank 1) and the top-k over epochs"),
+                    df, "eigenvalues_over_epochs")
+    with right:
+        df = data.metric_long(ep, {"train_loss": "train loss", "val_loss": "validation loss"},
+                              positive=log_loss)
+        charts.show(charts.lines(df, "epoch", "value", color="quantity", color_title=None,
+                                 y_scale="log" if log_loss else None, rules=rules,
+                                 x_title="epoch (0 = init)",
+                                 y_title="loss ½·mean‖f(x) − y‖² (no penalty)",
+                                 title="Train and validation loss"),
+                    df, "losses_over_epochs")
+    left, right = st.columns(2)
+    with left:
+        df = data.metric_long(ep, {"step_norm": "‖θ_e − θ_{e−1}‖ (step)",
+                                   "rel_change": "‖θ_e − θ_0‖ / ‖θ_0‖ (from init)"},
+                              positive=True, min_epoch=1)
+        charts.show(charts.lines(df, "epoch", "value", color="quantity", color_title=None,
+                                 y_scale="log", rules=rules, x_title="epoch",
+                                 y_title="parameter movement (Euclidean norm)",
+                                 title="How far the parameters move"),
+                    df, "parameter_movement")
+    with right:
+        df = data.metric_long(ep, {"val_acc": "validation accuracy"})
+        charts.show(charts.lines(df, "epoch", "value", color="quantity", color_title=None,
+                                 rules=rules, x_title="epoch (0 = init)",
+                                 y_title="validation accuracy (fraction correct)",
+                                 title="Validation accuracy"),
+                    df, "validation_accuracy")

@@ -1,0 +1,234 @@
+"""The pages' only door to the runner: one call per page, with progress and errors shown.
+
+Every function here draws a status box (with a progress bar while work runs, and the
+cache outcome when done), turns a ConfigError or any other exception into ``st.error``
+and returns None instead of raising, so the rest of the page still renders.
+Results come from the runner's disk cache; nothing here adds another cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import streamlit as st
+
+import ntk_core as nc
+import runner
+from ui.progress import Reporter
+from ui.sidebar import store
+
+
+def cache_summary(statuses: Sequence[str]) -> str:
+    """E.g. "3 from cache, 2 computed"."""
+    c = Counter(statuses)
+    parts = []
+    if c.get("hit"):
+        parts.append(f"{c['hit']} from cache")
+    if c.get("computed"):
+        parts.append(f"{c['computed']} computed and cached")
+    if c.get("uncached"):
+        parts.append(f"{c['uncached']} computed (cache disabled)")
+    return ", ".join(parts) or "nothing to do"
+
+
+def _guarded(rep: Reporter, label: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except nc.ConfigError as exc:
+        rep.fail(f"{label}: invalid setting")
+        st.error(f"Invalid setting — {exc}")
+    except Exception as exc:  # any engine failure becomes a message, never a traceback
+        rep.fail(f"{label}: failed")
+        st.error(f"{label} failed — {type(exc).__name__}: {exc}")
+    return None
+
+
+def _finish(rep: Reporter, label: str, statuses: Sequence[str],
+            extra: Sequence[str] = (), extra_name: str = "spectra") -> None:
+    """Status line with the cache outcome, e.g. "L2 sweep — runs: 5 from cache · spectra: …"."""
+    text = f"{label} — runs: {cache_summary(statuses)}"
+    if extra:
+        text += f" · {extra_name}: {cache_summary(extra)}"
+    rep.complete(text)
+
+
+def run(config: nc.ExperimentConfig, label: str = "Training run"):
+    """One training run with per-epoch top-k spectra, or None on failure."""
+    rep = Reporter(label)
+    r = _guarded(rep, label, lambda: runner.run(config, store=store(), progress=rep.callback))
+    if r is not None:
+        _finish(rep, label, [r.status])
+    return r
+
+
+# Axes whose points change array shapes: the runner compiles and trains them one by one,
+# so the app runs them one by one too and the progress bar advances per point.
+_PER_POINT = ("width", "samples")
+
+
+def _steps(vary: str, values: Sequence[Any]) -> int:
+    return len(values) if vary in _PER_POINT else 1
+
+
+def _sweep_work(rep: Reporter, config, vary: str, values: Sequence[Any], first_step: int = 0):
+    runner.sweep_configs(config, vary, list(values))  # validates every point before any work
+    if vary not in _PER_POINT:  # one vmapped program for all points
+        return runner.run_sweep(config, vary, list(values), store=store(), progress=rep.callback)
+    out = []
+    for i, v in enumerate(values):
+        rep.step(first_step + i, f"{vary}={v:g}")
+        out += runner.run_sweep(config, vary, [v], store=store(), progress=rep.callback)
+    return out
+
+
+def sweep(config: nc.ExperimentConfig, vary: str, values: Sequence[Any], label: str):
+    """One-axis sweep (list of RunResult, in the order of ``values``) or None."""
+    rep = Reporter(label, steps=_steps(vary, values))
+    rs = _guarded(rep, label, lambda: _sweep_work(rep, config, vary, values))
+    if rs is not None:
+        _finish(rep, label, [r.status for r in rs])
+    return rs
+
+
+@dataclasses.dataclass
+class SpectraOutcome:
+    """Runs plus the whole spectrum of each at one epoch.
+
+    Attributes:
+      results: RunResult per item; spectra: spectrum_at dict per item, None where it
+        failed; epochs: the epoch actually used per item; notes: remarks for the user;
+      errors: failures of single spectra (the others are still shown).
+    """
+
+    results: list
+    spectra: list
+    epochs: list
+    labels: list
+    notes: list = dataclasses.field(default_factory=list)
+    errors: list = dataclasses.field(default_factory=list)
+
+
+def _usable_epoch(r, epoch: int) -> tuple[int, str | None]:
+    """Nearest stored, pre-divergence checkpoint to ``epoch`` and a note if it moved."""
+    stored = np.asarray(r.checkpoint_epochs)
+    if r.diverged_at is not None:
+        stored = stored[stored < r.diverged_at] if (stored < r.diverged_at).any() else stored[:1]
+    e = int(stored[np.argmin(np.abs(stored - epoch))])
+    if e == epoch:
+        return e, None
+    why = (f"diverged at epoch {r.diverged_at}" if r.diverged_at is not None and epoch >= r.diverged_at
+           else "no checkpoint stored there")
+    return e, f"epoch {epoch} → {e} ({why})"
+
+
+def _spectra_for(rep: Reporter, results, epochs, labels, offset: int) -> SpectraOutcome:
+    out = SpectraOutcome(results=list(results), spectra=[], epochs=[], labels=list(labels))
+    for i, (r, epoch, lab) in enumerate(zip(results, epochs, labels)):
+        rep.step(offset + i, f"whole spectrum of {lab}")
+        e, note = _usable_epoch(r, epoch)
+        if note:
+            out.notes.append(f"{lab}: {note}.")
+        try:
+            spec = runner.spectrum_at(r.config, e, store=store(), progress=rep.callback)
+        except Exception as exc:  # one failed spectrum must not hide the others
+            out.errors.append(f"{lab}: whole spectrum failed — {type(exc).__name__}: {exc}")
+            spec = None
+        out.spectra.append(spec)
+        out.epochs.append(e)
+    return out
+
+
+def sweep_spectra(config: nc.ExperimentConfig, vary: str, values: Sequence[Any], epoch: int,
+                  labels: Sequence[str], label: str) -> SpectraOutcome | None:
+    """A sweep, then the whole spectrum of every point at ``epoch``."""
+    first = _steps(vary, values)
+    rep = Reporter(label, steps=first + len(values))
+
+    def work():
+        rs = _sweep_work(rep, config, vary, values)
+        return _spectra_for(rep, rs, [epoch] * len(rs), labels, first)
+
+    out = _guarded(rep, label, work)
+    if out is not None:
+        _finish(rep, label, [r.status for r in out.results],
+                [s["status"] for s in out.spectra if s])
+    return out
+
+
+def spectra(items: Sequence[tuple[str, nc.ExperimentConfig, int]], label: str) -> SpectraOutcome | None:
+    """(label, config, epoch) items → each run and its whole spectrum at that epoch."""
+    rep = Reporter(label, steps=2 * len(items))
+
+    def work():
+        rs = []
+        for i, (_, cfg, _) in enumerate(items):
+            rep.step(i, f"training {items[i][0]}")
+            rs.append(runner.run(cfg, store=store(), progress=rep.callback))
+        return _spectra_for(rep, rs, [e for _, _, e in items], [lab for lab, _, _ in items],
+                            len(items))
+
+    out = _guarded(rep, label, work)
+    if out is not None:
+        _finish(rep, label, [r.status for r in out.results],
+                [s["status"] for s in out.spectra if s])
+    return out
+
+
+@dataclasses.dataclass
+class WidthOutcome:
+    """Width sweep plus the analytic reference per width (None where unavailable)."""
+
+    results: list
+    references: list
+    notes: list = dataclasses.field(default_factory=list)
+
+
+def width_sweep(config: nc.ExperimentConfig, widths: Sequence[int], label: str) -> WidthOutcome | None:
+    """Sweep over widths, plus ``runner.analytic_reference`` (per width in standard
+    parameterization, where the expectation depends on width; once in NTK)."""
+    rep = Reporter(label, steps=len(widths) + 1)
+
+    def work():
+        rs = _sweep_work(rep, config, "width", widths)
+        rep.step(len(widths), "analytic reference kernel")
+        out = WidthOutcome(results=rs, references=[])
+        try:
+            if config.parameterization == "ntk":
+                ref = runner.analytic_reference(rs[0].config, store=store())
+                out.references = [ref] * len(rs)
+            else:
+                out.references = [runner.analytic_reference(r.config, store=store()) for r in rs]
+        except nc.ConfigError as exc:
+            out.references = [None] * len(rs)
+            out.notes.append(f"No analytic reference: {exc}")
+        return out
+
+    out = _guarded(rep, label, work)
+    if out is not None:
+        _finish(rep, label, [r.status for r in out.results],
+                [ref["status"] for ref in {id(x): x for x in out.references if x}.values()],
+                "analytic reference")
+    return out
+
+
+def show_notices(results, labels: Sequence[str] | None = None, notes: Sequence[str] = (),
+                 errors: Sequence[str] = ()) -> None:
+    """Data-source notices, divergence warnings, cache problems, errors and extra notes."""
+    labels = list(labels) if labels is not None else [""] * len(results)
+    for text in dict.fromkeys(r.notice for r in results if r.notice):
+        st.info(f"Data: {text}")
+    for r, lab in zip(results, labels):
+        if r.diverged_at is not None:
+            who = f" ({lab})" if lab else ""
+            st.warning(f"Training{who} diverged at epoch {r.diverged_at}: curves are shown up to "
+                       f"epoch {max(r.diverged_at - 1, 0)}. Try a smaller learning rate.")
+    s = store()
+    if s.notice:
+        st.warning(f"Cache: {s.notice}")
+    for text in errors:
+        st.error(text)
+    for note in notes:
+        st.caption(note)

@@ -1,0 +1,37 @@
+"""Common page furniture: title, question, what to look for, the study's claim."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import ntk_core as nc
+from ui.data import PARAM_LABEL, kernel_name
+from ui.params import parse_number_list
+
+
+def header(title: str, question: str, look_for: str, claim: str) -> None:
+    """The fixed opening of every experiment page."""
+    st.title(title)
+    st.markdown(f"**Question.** {question}")
+    st.markdown(f"**What to look for.** {look_for}")
+    st.info(f"**The study's claim:** “{claim}”", icon=":material/format_quote:")
+
+
+def config_caption(view) -> None:
+    """One line stating the sidebar configuration the page uses."""
+    c = view.config
+    reg = "no regularization" if c.reg == "none" else f"{c.reg.upper()} λ={c.reg_strength:g}"
+    batch = "full batch" if c.batch_size == 0 else f"batch {c.batch_size}"
+    st.caption(f"Sidebar config: width {c.width} · n={c.n_train} · {c.epochs} epochs · "
+               f"{c.optimizer.upper()} η={c.lr:g} · {batch} · {reg} · seed {c.seed} · "
+               f"top-{c.top_k} · {PARAM_LABEL[c.parameterization]} param. · "
+               f"showing {kernel_name(view.norm)}")
+
+
+def number_list(text: str, name: str, *, integer: bool = False, max_count: int | None = None):
+    """Parses an editable list of sweep values; shows st.error and returns None if invalid."""
+    try:
+        return parse_number_list(text, name, integer=integer, max_count=max_count)
+    except nc.ConfigError as exc:
+        st.error(f"Invalid setting — {exc}")
+        return None

@@ -1,0 +1,265 @@
+"""The sidebar's parameters: URL keys, widget bounds, and validation of untrusted input.
+
+Pure Python (no Streamlit): the URL checks and list parsing are unit-testable.
+
+Every value that can come from a URL goes through :func:`ntk_core.validate_config`,
+so the message a user sees names the parameter, its allowed range and the nearest
+allowed value exactly as the CLI and the API would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ntk_core as nc
+
+# Displayed kernel normalisation: raw Θ, or Θ/n (divide eigenvalues and trace by n).
+NORM_RAW = "Θ"
+NORM_PER_N = "Θ/n"
+NORMS = (NORM_RAW, NORM_PER_N)
+
+# Bundled MNIST pool (training + validation come out of it) and the default validation size.
+_POOL = 10_000
+_HARD_MAX_SEED = 2**31 - 1
+LR_MIN = 1e-6  # the engine allows any lr > 0; the widget needs a closed lower bound
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One sidebar control.
+
+    Attributes:
+      key: widget key = URL query parameter name.
+      field: ExperimentConfig field it sets (None for display-only controls).
+      kind: "int", "float" or "choice".
+      label: widget label.
+      default: value when nothing else says otherwise.
+      lo, hi: bounds of the widget (numbers only).
+      options: allowed values (choices only).
+      labels: display label per option (choices only); also what the URL holds.
+      step: widget step (numbers only).
+      help: tooltip.
+    """
+
+    key: str
+    field: str | None
+    kind: str
+    label: str
+    default: Any
+    lo: float | None = None
+    hi: float | None = None
+    options: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    step: float | None = None
+    help: str = ""
+
+    def label_of(self, option: str) -> str:
+        return self.labels[self.options.index(option)] if self.labels else option
+
+    @property
+    def shown_name(self) -> str:
+        """URL key, plus the config field when they differ: ``samples (n_train)``."""
+        if self.field and self.field != self.key:
+            return f"{self.key} ({self.field})"
+        return self.key
+
+
+def max_samples(limits: nc.Limits) -> int:
+    return min(limits.max_n, _POOL - nc.ExperimentConfig().n_val)
+
+
+def fields(limits: nc.Limits) -> tuple[Field, ...]:
+    """All sidebar controls, in display order, with bounds from ``limits``."""
+    max_n = max_samples(limits)
+    return (
+        Field("width", "width", "int", "Hidden width", min(128, limits.max_width), 1,
+              limits.max_width, step=1, help="Hidden units of the one-hidden-layer ReLU MLP."),
+        Field("param", "parameterization", "choice", "Parameterization", "standard",
+              options=("standard", "ntk"), labels=("standard", "NTK"),
+              help="standard: PyTorch nn.Linear default, weights and biases ~ U(±1/√fan_in); "
+                   "NTK: raw parameters ~ N(0, 1) with σ_w/√fan_in applied in the forward pass."),
+        Field("samples", "n_train", "int", "Samples n", min(1000, max_n), 2, max_n,
+              step=100, help="Training samples: a class-stratified MNIST subsample; the kernel is n × n."),
+        Field("seed", "seed", "int", "Seed", 0, 0, _HARD_MAX_SEED, step=1,
+              help="Seeds the data split, the initialization and the minibatch order."),
+        Field("epochs", "epochs", "int", "Epochs", min(20, limits.max_epochs), 1,
+              limits.max_epochs, step=1),
+        Field("lr", "lr", "float", "Learning rate η", 0.1, LR_MIN, 100.0, step=0.01),
+        Field("opt", "optimizer", "choice", "Optimizer", "sgd", options=("sgd", "adam"),
+              labels=("SGD", "Adam")),
+        Field("batch", "batch_size", "int", "Batch size (0 = full batch)", 0, 0, max_n, step=50,
+              help="Minibatch size; 0, or any value ≥ n, trains full batch."),
+        Field("reg", "reg", "choice", "Regularization", "none", options=("none", "l1", "l2"),
+              labels=("none", "L1", "L2"),
+              help="Penalty on the weights (biases are not penalized): λ‖W‖₁ or λ‖W‖²."),
+        Field("l", "reg_strength", "float", "Strength λ", 1e-3, 0.0, 100.0, step=1e-4,
+              help="Ignored when regularization is none."),
+        Field("topk", "top_k", "int", "Top-k eigenvalues", min(10, limits.max_topk), 1,
+              limits.max_topk, step=1, help="Eigenvalues tracked at every epoch."),
+        Field("norm", None, "choice", "Kernel normalization", NORM_RAW, options=NORMS,
+              help="Display only: Θ is the raw traced kernel; Θ/n divides eigenvalues and "
+                   "trace by the number of training samples n."),
+    )
+
+
+URL_KEYS = ("width", "samples", "reg", "l", "epochs", "lr", "opt", "batch", "seed", "topk",
+            "norm", "param")
+
+
+def defaults(limits: nc.Limits) -> dict[str, Any]:
+    """URL key → default widget value."""
+    return {f.key: f.default for f in fields(limits)}
+
+
+def default_config(limits: nc.Limits) -> nc.ExperimentConfig:
+    return config_from_values(defaults(limits), limits)
+
+
+@dataclasses.dataclass(frozen=True)
+class UrlIssue:
+    """A URL query parameter that was rejected.
+
+    Attributes:
+      key: the URL key (e.g. "samples"); name: how the message names it.
+      value: the raw value; allowed: allowed range; suggestion: nearest allowed value or None.
+    """
+
+    key: str
+    name: str
+    value: str
+    allowed: str
+    suggestion: Any = None
+
+    def message(self, used: Any = None) -> str:
+        text = f"URL parameter **{self.name}**=`{self.value}` is not allowed; allowed: {self.allowed}"
+        if self.suggestion is not None:
+            text += f" (nearest allowed value: `{self.suggestion}`)"
+        if used is not None:
+            text += f". Using {self.key}=`{used}` instead."
+        return text
+
+
+def _last(raw: Any) -> str:
+    if isinstance(raw, (list, tuple)):
+        return str(raw[-1]) if raw else ""
+    return str(raw)
+
+
+def _match_choice(f: Field, value: str) -> str | None:
+    """Case-insensitive match of a URL value to an option (by option or label)."""
+    v = value.strip().lower()
+    for opt in f.options:
+        if v in (opt.lower(), f.label_of(opt).lower()):
+            return opt
+    return None
+
+
+def check_url(raw: Mapping[str, Any], limits: nc.Limits) -> tuple[list[UrlIssue], dict[str, Any]]:
+    """Validates the whitelisted query parameters, each on its own.
+
+    Only :data:`URL_KEYS` are read; everything else in ``raw`` is ignored.
+
+    Returns:
+      (issues, accepted): one issue per rejected key, and key → parsed value for the
+      accepted ones (choices normalised to their option, numbers parsed).
+    """
+    issues: list[UrlIssue] = []
+    accepted: dict[str, Any] = {}
+    specs = {f.key: f for f in fields(limits)}
+    for key in URL_KEYS:
+        if key not in raw:
+            continue
+        f = specs[key]
+        value = _last(raw[key])
+        if f.field is None:  # display-only choice
+            opt = _match_choice(f, value)
+            if opt is None:
+                issues.append(UrlIssue(key, f.shown_name, value, "one of " + ", ".join(f.options)))
+            else:
+                accepted[key] = opt
+            continue
+        # Range checks that do not depend on other parameters: batch and top-k are checked
+        # against the largest n here, and against the actual n when the config is assembled.
+        probe: dict[str, Any] = {f.field: value}
+        if f.field in ("batch_size", "top_k"):
+            probe["n_train"] = max_samples(limits)
+        if f.field == "reg_strength":
+            probe["reg"] = "l2"
+        try:
+            parsed = getattr(nc.validate_config(probe, limits), f.field)
+        except nc.ConfigError as exc:
+            issues.append(UrlIssue(key, f.shown_name, value, exc.allowed, exc.suggestion))
+            continue
+        if f.kind == "choice":
+            opt = _match_choice(f, value)
+            accepted[key] = opt if opt is not None else parsed
+            continue
+        # The widget's own bounds (at most as wide as the engine's).
+        if f.lo is not None and f.hi is not None and not f.lo <= parsed <= f.hi:
+            nearest = min(max(parsed, f.lo), f.hi)
+            kind = "integer" if f.kind == "int" else "number"
+            issues.append(UrlIssue(key, f.shown_name, value, f"{kind} in [{f.lo:g}, {f.hi:g}]",
+                                   nearest))
+            continue
+        accepted[key] = parsed
+    return issues, accepted
+
+
+def config_from_values(values: Mapping[str, Any], limits: nc.Limits) -> nc.ExperimentConfig:
+    """Widget values (by URL key) → validated ExperimentConfig.
+
+    A batch size ≥ n means full batch (0). Raises ConfigError for anything else
+    (e.g. top-k larger than n).
+    """
+    mapping: dict[str, Any] = {}
+    for f in fields(limits):
+        if f.field is not None and f.key in values:
+            mapping[f.field] = values[f.key]
+    n = mapping.get("n_train")
+    if n is not None and mapping.get("batch_size") is not None:
+        try:
+            if int(mapping["batch_size"]) >= int(n):
+                mapping["batch_size"] = 0
+        except (TypeError, ValueError):
+            pass  # validate_config reports it
+    return nc.validate_config(mapping, limits)
+
+
+def parse_number_list(text: str, name: str, *, integer: bool = False,
+                      max_count: int | None = None) -> list[float] | list[int]:
+    """Parses "0, 1e-4, 1e-3" (commas, semicolons or spaces) into a list of numbers.
+
+    Duplicates are dropped, order kept. Range checks are left to the engine.
+
+    Raises:
+      ConfigError: naming ``name`` for an unparsable entry, an empty list or too many values.
+    """
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    kind = "integers" if integer else "numbers"
+    allowed = f"comma-separated {kind}" + (f", at most {max_count}" if max_count else "")
+    if not parts:
+        raise nc.ConfigError(name, text, allowed)
+    out: list[Any] = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise nc.ConfigError(name, p.strip(), allowed) from None
+        if not math.isfinite(v):
+            raise nc.ConfigError(name, p.strip(), allowed)
+        if integer:
+            if v != int(v):
+                raise nc.ConfigError(name, p.strip(), allowed, int(round(v)))
+            v = int(v)
+        if v not in out:
+            out.append(v)
+    if max_count is not None and len(out) > max_count:
+        raise nc.ConfigError(name, len(out), allowed, max_count)
+    return out
+
+
+def format_number_list(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)

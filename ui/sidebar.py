@@ -1,0 +1,197 @@
+"""The global sidebar: defined once in app.py, read by every page through :func:`current`.
+
+Widgets are bound to the URL (``bind="query-params"``) under the keys of
+:data:`ui.params.URL_KEYS`, so a shared link opens the same view. URL values are
+untrusted: each whitelisted key is validated by :func:`ui.params.check_url` before the
+widgets are created; a rejected value is reported (naming the parameter, its allowed
+range and the nearest allowed value) and the widget keeps its last valid value or
+default (Streamlit's binding itself drops values outside the widget's bounds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+from typing import Any, Iterator
+
+import streamlit as st
+
+import ntk_core as nc
+import runner
+from ui import params as P
+
+# The view of the current script run, set by app.py around page.run(). A page that finds
+# it unset was executed without app.py (see :func:`current`).
+_FRAME: contextvars.ContextVar["View | None"] = contextvars.ContextVar("ntk_view", default=None)
+_LAST_VALID_KEY = "_ntk_last_valid_config"
+_ISSUES_KEY = "_ntk_url_issues"
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """What every page needs from the sidebar.
+
+    Attributes:
+      config: validated experiment configuration.
+      norm: displayed normalization, "Θ" or "Θ/n".
+      limits: resource caps in force.
+    """
+
+    config: nc.ExperimentConfig
+    norm: str
+    limits: nc.Limits
+
+    @property
+    def per_n(self) -> bool:
+        return self.norm == P.NORM_PER_N
+
+
+def _cache_dir() -> str:
+    return os.environ.get("NTK_CACHE_DIR", "")
+
+
+@st.cache_resource(show_spinner=False)
+def _configure_jax(directory: str) -> bool:
+    runner.configure_jax_cache()
+    return True
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(directory: str):
+    return runner.open_store(directory or None)
+
+
+def store():
+    """The results store, opened once per process (and per NTK_CACHE_DIR)."""
+    return _open_store(_cache_dir())
+
+
+def setup() -> None:
+    """One-time process setup: JAX's persistent compilation cache."""
+    _configure_jax(_cache_dir())
+
+
+def page_config() -> None:
+    st.set_page_config(page_title="NTK Explorer", page_icon="🧠", layout="wide")
+
+
+def _widget(f: P.Field, container) -> Any:
+    common = dict(key=f.key, help=f.help or None, bind="query-params")
+    if f.kind == "int":
+        return container.number_input(f.label, min_value=int(f.lo), max_value=int(f.hi),
+                                      value=int(f.default), step=int(f.step or 1), **common)
+    if f.kind == "float":
+        return container.number_input(f.label, min_value=float(f.lo), max_value=float(f.hi),
+                                      value=float(f.default), step=float(f.step or 0.01),
+                                      format="%g", **common)
+    labels = dict(zip(f.options, f.labels or f.options))
+    return container.radio(f.label, f.options, index=f.options.index(f.default),
+                           format_func=labels.__getitem__, horizontal=True, **common)
+
+
+# (group title, rows of keys); two keys on a row share it in two columns.
+_GROUPS = (
+    ("Model and data", (("width", "samples"), ("param",), ("seed",))),
+    ("Training", (("epochs", "lr"), ("opt",), ("batch",))),
+    ("Regularization", (("reg",), ("l",))),
+    ("Spectrum", (("topk",), ("norm",))),
+)
+
+
+def render() -> View:
+    """Draws the sidebar (once per run, from app.py, before the page runs); returns the view.
+
+    Also writes any URL or config problems at the top of the main area.
+    """
+    limits = nc.Limits.from_env()
+    specs = {f.key: f for f in P.fields(limits)}
+
+    # 1. Untrusted URL values: whitelist + validate before the widgets read them.
+    raw = {k: st.query_params.get_all(k) for k in P.URL_KEYS if k in st.query_params}
+    issues, accepted = P.check_url(raw, limits)
+    for key, value in accepted.items():
+        # First run of this widget: seed it with the parsed value, so spellings the engine
+        # accepts but the widget would drop (e.g. reg=l2, width=64.0) still take effect.
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+    # 2. The widgets.
+    sb = st.sidebar
+    sb.markdown("### Experiment")
+    values: dict[str, Any] = {}
+    for title, rows in _GROUPS:
+        sb.markdown(f"**{title}**")
+        for row in rows:
+            slots = sb.columns(len(row)) if len(row) > 1 else [sb]
+            for key, slot in zip(row, slots):
+                values[key] = _widget(specs[key], slot)
+    sb.caption("Every setting is kept in the page URL: copy it to share this exact view.")
+
+    # 3. One validated config (falls back to the last valid one).
+    messages: list[tuple[str, str]] = []
+    try:
+        config = P.config_from_values(values, limits)
+        st.session_state[_LAST_VALID_KEY] = config
+    except nc.ConfigError as exc:
+        config = st.session_state.get(_LAST_VALID_KEY) or P.default_config(limits)
+        messages.append(("error", f"Invalid setting: {exc}. Using the last valid configuration "
+                                  f"({_describe(config)})."))
+
+    if issues:
+        st.session_state[_ISSUES_KEY] = (
+            [i.message(values.get(i.key)) for i in issues], config)
+    saved = st.session_state.get(_ISSUES_KEY)
+    if saved and saved[1] == config:
+        messages = [("warning", m) for m in saved[0]] + messages
+    elif saved:
+        del st.session_state[_ISSUES_KEY]  # the user moved on: stop repeating old URL problems
+
+    for kind, text in messages:
+        (st.error if kind == "error" else st.warning)(text, icon="⚠️")
+
+    s = store()
+    with sb.expander("Cache", expanded=not s.enabled):
+        if s.enabled:
+            st.caption(f"Results are cached on disk in `{s.directory}`: reruns are instant.")
+        else:
+            st.caption("Cache disabled: results are computed but not saved.")
+        if s.notice:
+            st.warning(s.notice)
+
+    return View(config=config, norm=values.get("norm", P.NORM_RAW), limits=limits)
+
+
+def _describe(c: nc.ExperimentConfig) -> str:
+    return (f"width={c.width}, n={c.n_train}, epochs={c.epochs}, lr={c.lr:g}, "
+            f"{c.optimizer}, seed={c.seed}, top-k={c.top_k}")
+
+
+@contextlib.contextmanager
+def frame(view: View) -> Iterator[None]:
+    """app.py runs the page inside this, so :func:`current` returns this run's view."""
+    token = _FRAME.set(view)
+    try:
+        yield
+    finally:
+        _FRAME.reset(token)
+
+
+def current() -> View:
+    """The view the sidebar produced on this run (every page calls this first).
+
+    Streamlit still knows the old "pages/ folder" mode: until the first ``st.navigation``
+    call of a server process (e.g. a deep link to a page on a fresh server), it may
+    execute a page file without app.py. The page then registers the app's navigation
+    (which ends that mode for the process) and draws the sidebar itself.
+    """
+    view = _FRAME.get()
+    if view is None:
+        from ui import nav
+
+        page_config()
+        setup()
+        st.navigation(nav.pages())  # not run: this page is already running
+        view = render()
+    return view
