@@ -34,10 +34,7 @@ out = engine.spectra(items, "Whole spectra")
 
 if out is not None:
     engine.show_notices(out.results, out.labels, out.notes, out.errors)
-    ok = [i for i, s in enumerate(out.spectra) if s is not None]
-    specs = [out.spectra[i] for i in ok]
-    labs = [f"{out.labels[i]} (epoch {out.epochs[i]})" for i in ok]
-    cfgs = [out.results[i].config for i in ok]
+    specs, labs, cfgs = out.available()
     if specs:
         summary = data.spectrum_summary(specs, labs, cfgs, K)
         cols = st.columns(len(specs))

@@ -50,10 +50,7 @@ if out is not None:
                                  y_title=data.axis_title("λ_max", K, P),
                                  title=f"λ_max vs λ at epoch {epoch}"),
                     df, f"lambda_max_vs_l2_epoch{epoch}")
-    ok = [i for i, s in enumerate(out.spectra) if s is not None]
-    specs = [out.spectra[i] for i in ok]
-    labs = [f"{out.labels[i]} (epoch {out.epochs[i]})" for i in ok]
-    cfgs = [out.results[i].config for i in ok]
+    specs, labs, cfgs = out.available()
     if specs:
         left, right = st.columns(2)
         with left:

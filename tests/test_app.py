@@ -277,6 +277,18 @@ def test_hosted_limits_bound_the_widgets(monkeypatch):
     assert max(at.multiselect(key="width_values").options, key=int) == "1024"
 
 
+def test_spectrum_explorer_uses_slq_above_the_dense_limit(monkeypatch):
+    monkeypatch.setenv("NTK_MAX_DENSE_N", "100")
+    at = open_app(page="pages/spectrum_explorer.py")
+    assert_page_ok(at, 3)
+    assert "stochastic Lanczos quadrature" in texts(at.caption)
+    cdf = chart_data(charts(at)[1])
+    assert set(cdf["method"]) == {"slq"}
+    assert cdf["cdf"].iloc[-1] == pytest.approx(1.0, abs=0.05)
+    density = chart_data(charts(at)[0])
+    assert (density["density_per_decade"] >= 0).all()
+
+
 # ------------------------------------------------------------------ untrusted input
 
 @pytest.mark.parametrize("key,value,name,default", [
@@ -329,6 +341,14 @@ def test_inconsistent_settings_fall_back_to_last_valid_config():
     assert not at.exception
 
 
+def test_request_over_memory_cap_falls_back_with_message(monkeypatch):
+    monkeypatch.setenv("NTK_MAX_MEMORY_MB", "100")
+    at = open_app({"width": "4096"}, page="pages/training_dynamics.py")
+    assert not at.exception
+    assert "width=4096" in texts(at.error) and "MB" in texts(at.error)
+    assert "Sidebar config: width 128" in texts(at.caption)
+
+
 def test_bad_sweep_values_show_error_and_page_still_renders():
     at = open_app(page="pages/spectrum_vs_l2.py", state={"l2_values": "0, abc"})
     assert not at.exception
@@ -379,6 +399,19 @@ def test_check_url_whitelist_and_messages():
     assert by_key["samples"].suggestion == 9500
     assert "samples (n_train)" in by_key["samples"].message(1000)
     assert "Using samples=`1000` instead" in by_key["samples"].message(1000)
+
+
+def test_url_values_are_echoed_safely():
+    issues, _ = ui_params.check_url({"width": "`[x](http://example.com)`" + "9" * 100}, nc.Limits())
+    text = issues[0].message(128)
+    assert "`[x]" not in text and "…" in text and len(text) < 250
+
+
+def test_check_url_is_about_ranges_not_memory():
+    limits = nc.Limits.hosted()
+    issues, ok = ui_params.check_url({"width": "1024", "samples": "5000", "epochs": "100",
+                                      "batch": "5000", "topk": "30"}, limits)
+    assert not issues and ok["width"] == 1024 and ok["samples"] == 5000
 
 
 def test_parse_number_list():

@@ -110,6 +110,13 @@ class SpectraOutcome:
     notes: list = dataclasses.field(default_factory=list)
     errors: list = dataclasses.field(default_factory=list)
 
+    def available(self) -> tuple[list, list, list]:
+        """(spectra, "label (epoch e)" labels, configs) of the items whose spectrum exists."""
+        ok = [i for i, s in enumerate(self.spectra) if s is not None]
+        return ([self.spectra[i] for i in ok],
+                [f"{self.labels[i]} (epoch {self.epochs[i]})" for i in ok],
+                [self.results[i].config for i in ok])
+
 
 def _usable_epoch(r, epoch: int) -> tuple[int, str | None]:
     """Nearest stored, pre-divergence checkpoint to ``epoch`` and a note if it moved."""

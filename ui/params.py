@@ -134,12 +134,26 @@ class UrlIssue:
     suggestion: Any = None
 
     def message(self, used: Any = None) -> str:
-        text = f"URL parameter **{self.name}**=`{self.value}` is not allowed; allowed: {self.allowed}"
+        text = (f"URL parameter **{self.name}**=`{shown_value(self.value)}` is not allowed; "
+                f"allowed: {self.allowed}")
         if self.suggestion is not None:
             text += f" (nearest allowed value: `{self.suggestion}`)"
         if used is not None:
             text += f". Using {self.key}=`{used}` instead."
         return text
+
+
+def shown_value(value: Any, limit: int = 40) -> str:
+    """An untrusted value made safe to echo inside a Markdown code span: printable
+    characters only, no backticks, at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() and c != "`" else "?" for c in str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Other fields of the config a single URL value is checked in: as small as allowed, so the
+# check is about the value's own range, not about the memory a whole request would need
+# (that is checked once the config is assembled).
+_PROBE_BASE = {"width": 1, "n_train": 2, "epochs": 1, "top_k": 1, "batch_size": 0}
 
 
 def _last(raw: Any) -> str:
@@ -183,7 +197,7 @@ def check_url(raw: Mapping[str, Any], limits: nc.Limits) -> tuple[list[UrlIssue]
             continue
         # Range checks that do not depend on other parameters: batch and top-k are checked
         # against the largest n here, and against the actual n when the config is assembled.
-        probe: dict[str, Any] = {f.field: value}
+        probe: dict[str, Any] = {**_PROBE_BASE, f.field: value}
         if f.field in ("batch_size", "top_k"):
             probe["n_train"] = max_samples(limits)
         if f.field == "reg_strength":

@@ -135,7 +135,7 @@ def render() -> View:
         config = P.config_from_values(values, limits)
         st.session_state[_LAST_VALID_KEY] = config
     except nc.ConfigError as exc:
-        config = st.session_state.get(_LAST_VALID_KEY) or P.default_config(limits)
+        config = st.session_state.get(_LAST_VALID_KEY) or _safe_default(limits)
         messages.append(("error", f"Invalid setting: {exc}. Using the last valid configuration "
                                   f"({_describe(config)})."))
 
@@ -161,6 +161,16 @@ def render() -> View:
             st.warning(s.notice)
 
     return View(config=config, norm=values.get("norm", P.NORM_RAW), limits=limits)
+
+
+def _safe_default(limits: nc.Limits) -> nc.ExperimentConfig:
+    """The default config; if even that breaks the limits (tiny memory caps), the raw
+    defaults, so the pages can still render and report the runner's error."""
+    try:
+        return P.default_config(limits)
+    except nc.ConfigError:
+        return nc.ExperimentConfig(**{f.field: f.default for f in P.fields(limits)
+                                      if f.field is not None})
 
 
 def _describe(c: nc.ExperimentConfig) -> str:
