@@ -18,7 +18,7 @@ import ntk_core as nc
 from cache import ResultStore
 
 # Bumped whenever the meaning of a stored value changes (on top of the store's own schema).
-RESULT_VERSION = 1
+RESULT_VERSION = 2
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")
@@ -196,10 +196,11 @@ def _train_points(configs: Sequence[nc.ExperimentConfig], limits: nc.Limits,
             _count("spectra")
             metrics = {k: getattr(tr, k)[j] for k in _METRICS}
             best, stop = nc.early_stopping(metrics["val_loss"], c.patience)
-            keep = epochs
+            # Diverged epochs hold frozen copies of the last good params: never store them
+            # under their own epoch number.
+            keep = epochs[valid]
             if sum(v.nbytes for v in params.values()) > MAX_CHECKPOINT_BYTES:
-                last_ok = int(epochs[valid][-1])
-                keep = np.unique([0, best, last_ok])
+                keep = np.unique([0, best, int(keep[-1])])
             results[i] = RunResult(
                 config=c, status="computed", metrics=metrics, topk=cs.topk, trace=cs.trace,
                 diverged_at=div if div >= 0 else None, best_epoch=best,

@@ -198,12 +198,12 @@ def _parse_float(name: str, raw: Any, lo: float, hi: float, *, lo_open: bool = F
     if isinstance(raw, str):
         try:
             value = float(raw.strip())
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ConfigError(name, raw, allowed) from None
     else:
         try:
             value = float(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(name, raw, allowed) from None
     if not math.isfinite(value):
         raise ConfigError(name, raw, allowed, None if math.isnan(value) else (hi if value > 0 else lo))
@@ -254,8 +254,8 @@ def validate_config(config: ExperimentConfig | Mapping[str, Any] | None = None,
     out: dict[str, Any] = {}
     out["dataset"] = _parse_choice("dataset", d["dataset"], DATASETS)
     out["width"] = _parse_int("width", d["width"], 1, limits.max_width)
-    out["n_val"] = _parse_int("n_val", d["n_val"], 10, 10_000)
     pool = POOL_SIZE[out["dataset"]]
+    out["n_val"] = _parse_int("n_val", d["n_val"], 10, min(10_000, pool - 2))
     max_n = min(limits.max_n, pool - out["n_val"])
     out["n_train"] = _parse_int("n_train", d["n_train"], 2, max_n)
     out["reg"] = _parse_choice("reg", d["reg"], REG_KINDS)

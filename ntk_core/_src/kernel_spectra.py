@@ -119,7 +119,7 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
         return FullSpectrum("dense", eig, empty, empty, trace, eig[: min(top_k, n)].copy())
     state = _ntk.matfree_state(p, x, parameterization=parameterization)
     mv = lambda v: np.asarray(_ntk.matfree_matvec(state, jnp.asarray(v, jnp.float32)), np.float64)
-    topk, vecs = _spectra.top_k_eigs(_spectra.as_operator(mv, n), min(top_k, n - 2), return_vectors=True)
+    topk, vecs = _spectra.top_k_eigs(_spectra.as_operator(mv, n), min(top_k, n), return_vectors=True)
     nodes, weights = _spectra.slq(mv, n, num_probes=slq_probes, steps=slq_steps, seed=seed,
                                   deflate=(topk, vecs))
     return FullSpectrum("slq", empty, nodes, weights, trace, topk)

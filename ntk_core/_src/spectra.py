@@ -142,7 +142,8 @@ def empirical_cdf(eigs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
       (t, F): sorted eigenvalues ascending and F at each, float64.
     """
     lam = np.sort(np.asarray(eigs, dtype=np.float64))
-    return lam, np.arange(1, lam.size + 1, dtype=np.float64) / lam.size
+    # side="right" counts ties: equal eigenvalues share one CDF value.
+    return lam, np.searchsorted(lam, lam, side="right").astype(np.float64) / lam.size
 
 
 def lanczos_tridiag(matvec: Callable[[np.ndarray], np.ndarray], v0: np.ndarray, steps: int

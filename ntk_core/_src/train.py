@@ -94,7 +94,10 @@ def _single_run(strength, lr, key, x, y, xv, yv, *, width, parameterization, reg
     def step(carry, idx):
         p, s = carry
         g = grad_fn(p, x[idx], y[idx])
-        upd, s = opt.update(g, s, p)
+        # optax's Adam bias correction is `1 - b1**count` (Python float ** int32), which has
+        # no path under strict dtype promotion; scope the standard rules to the optimiser.
+        with jax.numpy_dtype_promotion("standard"):
+            upd, s = opt.update(g, s, p)
         return (optax.apply_updates(p, upd), s), None
 
     def metrics(p):
