@@ -42,7 +42,7 @@ def test_defaults_are_valid():
     ("width", float("nan"), "[1, 4096]"),
     ("n_train", "1e12", "[2, 9500]"),
     ("n_train", 1, "[2, 9500]"),
-    ("n_val", 5, "[10, 10000]"),
+    ("n_val", 5, "[10, "),   # upper bound depends on the pool size
     ("lr", 0, "(0, 100]"),
     ("lr", float("nan"), "(0, 100]"),
     ("lr", float("inf"), "(0, 100]"),

@@ -88,7 +88,7 @@ def np_traced_ntk(params, x1, x2, parameterization, **kw):
     width = p["W1"].shape[1]
     a1, c1, a2, c2 = np_scales(width, parameterization, **kw)
     z1 = a1 * x1 @ p["W1"] + c1 * p["b1"]
-    z2 = a1 * x2 @ p["W1"] + c2 * 0 + c1 * p["b1"]
+    z2 = a1 * x2 @ p["W1"] + c1 * p["b1"]
     h1, h2 = np.maximum(z1, 0), np.maximum(z2, 0)
     m1, m2 = (z1 > 0).astype(np.float64), (z2 > 0).astype(np.float64)
     s = np.mean(p["W2"] ** 2, axis=1)
@@ -283,7 +283,7 @@ def test_width_one_structure():
     off = np.flatnonzero(m == 0)
     np.testing.assert_allclose(theta[np.ix_(off, off)], 1.0, rtol=1e-6,
                                err_msg="closed_form at width 1: inactive×inactive entries")
-    # Θ − 1 − h hᵀ vanishes outside the active×active block and has rank ≤ rank(X_active)+1.
+    # Θ − 1 − h hᵀ (the W1/b1 block) vanishes on every row of an inactive sample.
     rest = theta - 1.0 - np.outer(h, h)
     assert np.abs(rest[np.ix_(off, np.arange(24))]).max() <= 1e-5 * np.abs(theta).max()
 

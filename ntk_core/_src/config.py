@@ -84,7 +84,7 @@ class Limits:
                            ("max_dense_n", "NTK_MAX_DENSE_N"), ("max_grid", "NTK_MAX_GRID"),
                            ("max_memory_mb", "NTK_MAX_MEMORY_MB")):
             if var in env and env[var].strip():
-                updates[field] = _parse_int(var, env[var], 1, 10**9)
+                updates[field] = _parse_int(var, env[var], 2 if field == "max_n" else 1, 10**9)
         limits = dataclasses.replace(base, **updates)
         if limits.max_width > _HARD_MAX_WIDTH:
             limits = dataclasses.replace(limits, max_width=_HARD_MAX_WIDTH)

@@ -1,0 +1,215 @@
+"""End-to-end: a real `streamlit run app.py` server driven by Debian's chromium via Playwright.
+
+Playwright cannot download its own browser here, so it launches the system chromium
+(`tests/ensure_chromium.py` installs it). Screenshots of every page go to
+docs/screenshots/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Without the background-networking flags chromium keeps dialling Google on a closed network.
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage"]
+# Small but real configs keep the whole browser suite near a minute or two.
+SMALL = {"width": "16", "samples": "200", "epochs": "4", "topk": "5"}
+PAGES = [  # (url path, screenshot name, a chart is expected)
+    ("", "home", False),
+    ("spectrum_vs_l2", "spectrum_vs_l2", True),
+    ("training_dynamics", "training_dynamics", True),
+    ("regularization_grid", "regularization_grid", True),
+    ("training_size", "training_size", True),
+    ("width", "width", True),
+    ("spectrum_explorer", "spectrum_explorer", True),
+]
+CHART = '[data-testid="stVegaLiteChart"]'
+TIMEOUT_MS = 240_000
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    assert CHROMIUM, "Debian's chromium is required: run `python tests/ensure_chromium.py`"
+    tmp = tmp_path_factory.mktemp("e2e")
+    port = _free_port()
+    log = tmp / "compute.log"
+    env = {**os.environ, "NTK_CACHE_DIR": str(tmp / "cache"), "NTK_COMPUTE_LOG": str(log),
+           "JAX_PLATFORMS": "cpu"}
+    out = open(tmp / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            out.close()
+            pytest.fail("streamlit did not start:\n" + (tmp / "server.log").read_text()[-3000:])
+        time.sleep(0.3)
+    yield {"base": base, "log": log, "proc": proc, "server_log": tmp / "server.log"}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    out.close()
+
+
+def _url(base: str, path: str, **params: str) -> str:
+    q = "&".join(f"{k}={v}" for k, v in {**SMALL, **params}.items())
+    return f"{base}/{path}?{q}"
+
+
+def _trainings(log: Path) -> int:
+    if not log.exists():
+        return 0
+    return sum(int(line.split()[1]) for line in log.read_text().splitlines() if line.startswith("trainings"))
+
+
+def _settle(page, want_chart: bool) -> None:
+    """Waits until the script run has finished and, if expected, charts are drawn."""
+    page.wait_for_selector('[data-testid="stSidebar"]', timeout=TIMEOUT_MS)
+    if want_chart:
+        page.wait_for_selector(f"{CHART} canvas, {CHART} svg", timeout=TIMEOUT_MS)
+    # The running-man status widget shows while a script runs.
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+
+
+def _no_exception(page, where: str) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, (
+        f"{where}: {page.locator('[data-testid=stException]').first.inner_text()[:2000]}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.mark.parametrize("path,name,chart", PAGES, ids=[p[1] for p in PAGES])
+def test_every_page_renders_in_a_real_browser(server, browser, path, name, chart):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(_url(server["base"], path), timeout=TIMEOUT_MS)
+        _settle(page, chart)
+        _no_exception(page, name)
+        if chart:
+            assert page.locator(CHART).count() >= 1
+        else:
+            page.wait_for_selector(".katex", timeout=60_000)  # the formulas are typeset
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_changing_a_sidebar_control_redraws_with_new_data(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(_url(server["base"], "training_dynamics"), timeout=TIMEOUT_MS)
+        _settle(page, True)
+        before = page.locator(CHART).first.screenshot()
+        seed = page.get_by_role("spinbutton", name="Seed")
+        seed.fill("3")
+        seed.press("Enter")
+        page.wait_for_url("**seed=3**", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(300)
+        _settle(page, True)
+        _no_exception(page, "after changing the seed")
+        after = page.locator(CHART).first.screenshot()
+        assert before != after, "the chart did not change when the seed changed"
+    finally:
+        page.close()
+
+
+def test_bad_url_values_are_explained_not_crashed(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{server['base']}/training_dynamics?width=-3&samples=1e12&lr=abc&epochs=4",
+                  timeout=TIMEOUT_MS)
+        _settle(page, True)
+        _no_exception(page, "bad URL")
+        text = page.locator('[data-testid="stAlert"]').all_inner_texts()
+        joined = "\n".join(text)
+        for name in ("width", "samples", "lr"):
+            assert name in joined, f"no message names {name}: {joined[:1000]}"
+        assert "allowed" in joined
+    finally:
+        page.close()
+
+
+def test_eight_concurrent_sessions_compute_once_and_agree(server):
+    """8 browser contexts ask the server for the same uncached config at once."""
+    from playwright.async_api import async_playwright
+
+    before = _trainings(server["log"])
+    url = _url(server["base"], "training_dynamics", seed="4242")
+
+    async def main():
+        async with async_playwright() as p:
+            b = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+            try:
+                async def one(i):
+                    ctx = await b.new_context(viewport={"width": 1400, "height": 1000})
+                    page = await ctx.new_page()
+                    await page.goto(url, timeout=TIMEOUT_MS)
+                    await page.wait_for_selector(f"{CHART} canvas, {CHART} svg", timeout=TIMEOUT_MS)
+                    await page.wait_for_function(
+                        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                        timeout=TIMEOUT_MS)
+                    await page.wait_for_timeout(500)
+                    exc = await page.locator('[data-testid="stException"]').count()
+                    best = await page.get_by_text("Best epoch").first.inner_text()
+                    shot = await page.locator(CHART).first.screenshot()
+                    await ctx.close()
+                    return exc, best, shot
+
+                return await asyncio.gather(*(one(i) for i in range(8)))
+            finally:
+                await b.close()
+
+    # The module's sync Playwright owns this thread's event loop: run the async one apart.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        results = pool.submit(lambda: asyncio.run(main())).result()
+    assert all(exc == 0 for exc, _, _ in results)
+    assert len({best for _, best, _ in results}) == 1, [b for _, b, _ in results]
+    assert len({shot for _, _, shot in results}) == 1, "sessions drew different charts"
+    assert _trainings(server["log"]) - before == 1, "the shared config was trained more than once"
