@@ -245,6 +245,27 @@ def validate_config(config: ExperimentConfig | Mapping[str, Any] | None = None,
     else:
         raise ConfigError("config", config, "an ExperimentConfig or a mapping of its fields")
     raw.update(overrides)
+    try:
+        cfg = _parse_fields(raw, limits)
+    except ConfigError as exc:
+        # A range suggestion must itself be acceptable: shrink it to what fits in memory.
+        if exc.param in _MEMORY_FIELDS and isinstance(exc.suggestion, int):
+            try:
+                fixed = _parse_fields({**raw, exc.param: exc.suggestion}, limits)
+            except ConfigError:
+                raise exc from None
+            fit = _largest_fitting(fixed, exc.param, limits, 1)
+            if fit is not None and fit < exc.suggestion:
+                raise ConfigError(exc.param, exc.value, exc.allowed, fit) from None
+        raise
+    check_memory(cfg, limits)
+    return cfg
+
+
+_MEMORY_FIELDS = ("width", "epochs", "n_train")
+
+
+def _parse_fields(raw: dict[str, Any], limits: Limits) -> ExperimentConfig:
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
         raise ConfigError(unknown[0], raw[unknown[0]], "known parameters: " + ", ".join(FIELDS))
@@ -273,9 +294,7 @@ def validate_config(config: ExperimentConfig | Mapping[str, Any] | None = None,
                                             PARAMETERIZATIONS)
     out["top_k"] = _parse_int("top_k", d["top_k"], 1, min(limits.max_topk, out["n_train"]))
     out["patience"] = _parse_int("patience", d["patience"], 1, 1_000)
-    cfg = ExperimentConfig(**out)
-    check_memory(cfg, limits)
-    return cfg
+    return ExperimentConfig(**out)
 
 
 def estimate_memory_mb(config: ExperimentConfig, limits: Limits, runs: int = 1) -> float:
@@ -297,6 +316,23 @@ def estimate_memory_mb(config: ExperimentConfig, limits: Limits, runs: int = 1) 
     return (ckpt + opt + data + acts + kernel) / 2**20
 
 
+def _largest_fitting(config: ExperimentConfig, name: str, limits: Limits, runs: int) -> int | None:
+    """Largest value of ``name`` (≤ its current value) whose estimate fits, by bisection."""
+    lo, hi = (2 if name == "n_train" else 1), getattr(config, name)
+    best = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        changes = {name: mid}
+        if name == "n_train":  # keep the config self-consistent while shrinking n
+            changes.update(top_k=min(config.top_k, mid),
+                           batch_size=0 if config.batch_size >= mid else config.batch_size)
+        if estimate_memory_mb(dataclasses.replace(config, **changes), limits, runs) <= limits.max_memory_mb:
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
 def check_memory(config: ExperimentConfig, limits: Limits, runs: int = 1) -> None:
     """Raises ConfigError when a request would exceed ``limits.max_memory_mb``.
 
@@ -306,16 +342,9 @@ def check_memory(config: ExperimentConfig, limits: Limits, runs: int = 1) -> Non
     need = estimate_memory_mb(config, limits, runs)
     if need <= limits.max_memory_mb:
         return
-    for name, lo in (("width", 1), ("epochs", 1), ("n_train", 2)):
-        value = getattr(config, name)
-        best = None
-        step_lo, step_hi = lo, value
-        while step_lo <= step_hi:  # largest value that fits, by bisection
-            mid = (step_lo + step_hi) // 2
-            if estimate_memory_mb(dataclasses.replace(config, **{name: mid}), limits, runs) <= limits.max_memory_mb:
-                best, step_lo = mid, mid + 1
-            else:
-                step_hi = mid - 1
+    for name in _MEMORY_FIELDS:
+        value, lo = getattr(config, name), (2 if name == "n_train" else 1)
+        best = _largest_fitting(config, name, limits, runs)
         if best is not None and best >= max(lo, value // 4):
             raise ConfigError(name, value, f"a request needing at most {limits.max_memory_mb} MB "
                               f"(this one needs ~{need:.0f} MB for {runs} run(s))", best)
