@@ -18,7 +18,7 @@ import ntk_core as nc
 from cache import ResultStore
 
 # Bumped whenever the meaning of a stored value changes (on top of the store's own schema).
-RESULT_VERSION = 2
+RESULT_VERSION = 3
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")

@@ -67,17 +67,17 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
     for i in range(count):
         if valid[i]:
             p = _take(params_stack, i)
-            trace[i] = float(jnp.sum(_ntk.ntk_diagonal(p, x, parameterization=parameterization),
-                                     dtype=jnp.float32))
             if dense:
                 op = np.asarray(_ntk.traced_ntk_from_gram(p, x, g, parameterization=parameterization))
+                trace[i] = float(np.trace(op, dtype=np.float64))
             else:
+                trace[i] = float(jnp.sum(_ntk.ntk_diagonal(p, x, parameterization=parameterization)))
                 state = _ntk.matfree_state(p, x, parameterization=parameterization)
                 op = _spectra.as_operator(lambda v, st=state: _ntk.matfree_matvec(st, jnp.asarray(v)), n)
             # float32 products cannot reach float64's tolerance: 1e-6 residuals (eigenvalues
             # converge quadratically, so they are far more accurate than that).
             w, vecs = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, dtype=np.float32,
-                                          tol=None if dense else 1e-6)
+                                          tol=None if dense else 1e-6, symmetric=dense)
             topk[i] = w
             v0 = vecs[:, 0]
         if progress is not None:

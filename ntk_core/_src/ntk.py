@@ -173,10 +173,15 @@ def gram(x, *, parameterization: str = "standard"):
 
 @functools.partial(jax.jit, static_argnames=("parameterization",))
 def traced_ntk_from_gram(params, x, g, *, parameterization: str = "standard"):
-    """Traced Θ (n, n) for one checkpoint, reusing the shared Gram matrix ``g = gram(x)``."""
+    """Traced Θ (n, n) for one checkpoint, reusing the shared Gram matrix ``g = gram(x)``.
+
+    Returns:
+      (n, n) raw traced Θ (mean over logits, not /n), exactly symmetric, dtype of params.
+    """
     s = _model.scales_for(params, parameterization)
     f = _features(params, x, s)
-    return _closed_traced_from_gram(params, f, f, g, s)
+    theta = _closed_traced_from_gram(params, f, f, g, s)
+    return 0.5 * (theta + theta.T)  # exactly symmetric, so eigensolvers need no copy
 
 
 @functools.partial(jax.jit, static_argnames=("parameterization",))
