@@ -62,7 +62,8 @@ def main() -> None:
 
     if args.blas_threads:
         os.environ["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
-    os.environ.setdefault("NTK_CACHE_DIR", tempfile.mkdtemp(prefix="ntk-bench-"))
+    if not os.environ.get("NTK_CACHE_DIR"):  # run.py passes a temporary one (and removes it)
+        os.environ["NTK_CACHE_DIR"] = tempfile.mkdtemp(prefix="ntk-bench-")
     os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
 
     t = time.perf_counter()

@@ -257,6 +257,8 @@ class RssSampler(threading.Thread):
         self.last = 0
         self.samples = 0
         self.by_phase: dict[str, int] = {}
+        self.cpu_by_phase: dict[str, tuple[float, float]] = {}
+        self._cpu_last = 0.0
         self._halt = threading.Event()
 
     def rss(self) -> int:
@@ -274,13 +276,26 @@ class RssSampler(threading.Thread):
         return total
 
     def sample(self) -> int:
+        import psutil
+
+        phase = self.phase
         r = self.rss()
         if r:
             self.last = r
             self.samples += 1
             self.peak = max(self.peak, r)
-            self.by_phase[self.phase] = max(self.by_phase.get(self.phase, 0), r)
+            self.by_phase[phase] = max(self.by_phase.get(phase, 0), r)
+            with contextlib.suppress(psutil.Error):
+                ct = self.proc.cpu_times()
+                cpu = ct.user + ct.system + ct.children_user + ct.children_system
+                first, _ = self.cpu_by_phase.get(phase, (self._cpu_last, 0.0))
+                self.cpu_by_phase[phase] = (first, cpu)
+                self._cpu_last = cpu
         return r
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds the process used per phase (from the previous phase's last sample)."""
+        return {k: round(b - a, 1) for k, (a, b) in self.cpu_by_phase.items()}
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -290,6 +305,73 @@ class RssSampler(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=5)
+
+
+def _steal_s() -> float:
+    """Machine-wide CPU time stolen by the hypervisor so far (/proc/stat), seconds."""
+    try:
+        f = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(f[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class ForeignMonitor(threading.Thread):
+    """Every ``interval`` s, the CPU time used by processes outside this benchmark's own
+    process tree (other people's jobs on a shared machine), per phase label."""
+
+    def __init__(self, interval: float = 2.0):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.phase = "start"
+        self.by_phase: dict[str, float] = {}
+        self.by_cmd: dict[str, float] = {}
+        self._prev: dict[int, float] = {}
+        self.steal_by_phase: dict[str, float] = {}
+        self._steal = _steal_s()
+        self._halt = threading.Event()
+
+    def tick(self) -> None:
+        import psutil
+
+        steal = _steal_s()
+        self.steal_by_phase[self.phase] = self.steal_by_phase.get(self.phase, 0.0) + steal - self._steal
+        self._steal = steal
+
+        mine = own_pids()
+        now: dict[int, float] = {}
+        for p in psutil.process_iter(["pid", "cmdline", "name", "cpu_times"]):
+            if p.pid in mine or p.info["cpu_times"] is None:
+                continue
+            ct = p.info["cpu_times"]
+            now[p.pid] = ct.user + ct.system
+            if self._prev and p.pid in self._prev:
+                d = now[p.pid] - self._prev[p.pid]
+            elif self._prev:  # started since the last tick
+                d = now[p.pid]
+            else:
+                continue
+            if d > 0:
+                self.by_phase[self.phase] = self.by_phase.get(self.phase, 0.0) + d
+                cmd = " ".join(p.info["cmdline"] or [p.info["name"] or "?"])[:100]
+                self.by_cmd[cmd] = self.by_cmd.get(cmd, 0.0) + d
+        self._prev = now
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            with contextlib.suppress(Exception):
+                self.tick()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> dict:
+        self._halt.set()
+        self.join(timeout=10)
+        top = sorted(self.by_cmd.items(), key=lambda kv: -kv[1])
+        return {"foreign_cpu_s_by_step": {k: round(v, 1) for k, v in self.by_phase.items()},
+                "foreign_cpu_s_total": round(sum(self.by_phase.values()), 1),
+                "cpu_steal_s_by_step": {k: round(v, 1) for k, v in self.steal_by_phase.items()},
+                "foreign_top_processes": [{"cmd": c, "cpu_s": round(v, 1)} for c, v in top[:5]
+                                          if v >= 1.0]}
 
 
 def mb(x: int | float) -> float:
@@ -582,6 +664,8 @@ def bench(args) -> dict:
                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                  "load_before": loadavg()}
     res["foreign_processes_before"] = foreign_load(own_pids())
+    monitor = ForeignMonitor()
+    monitor.start()
     if res["foreign_processes_before"]:
         log(f"other busy processes: {res['foreign_processes_before']}")
     tmp = Path(tempfile.mkdtemp(prefix="ntk_app_bench_"))
@@ -611,7 +695,7 @@ def bench(args) -> dict:
                  "--browser.gatherUsageStats", "false"],
                 cwd=REPO, env=env, stdout=server_log, stderr=subprocess.STDOUT)
             sampler = RssSampler(proc.pid)
-            sampler.phase = "cold_start"
+            sampler.phase = monitor.phase = "cold_start"
             sampler.start()
             if not wait_health(base, proc, 120):
                 raise RuntimeError("streamlit did not start:\n" + (tmp / "server.log").read_text()[-3000:])
@@ -632,7 +716,7 @@ def bench(args) -> dict:
             page.close()
 
             # 2. Default page, uncached.
-            sampler.phase = DEFAULT_PAGE
+            sampler.phase = monitor.phase = DEFAULT_PAGE
             page = ctx.new_page()
             log(f"/{DEFAULT_PAGE} (uncached, defaults) …")
             rec = visit(page, f"{base}/{DEFAULT_PAGE}", "chart", timeout, counts_path)
@@ -642,7 +726,7 @@ def bench(args) -> dict:
             log(f"/{DEFAULT_PAGE}: {rec}")
 
             # 3. Cached: reloads, then toggle reruns.
-            sampler.phase = "cached_reruns"
+            sampler.phase = monitor.phase = "cached_reruns"
             reloads = []
             for i in range(args.reps):
                 reloads.append(reload(page, "chart", timeout))
@@ -666,7 +750,7 @@ def bench(args) -> dict:
             for path, want in PAGES:
                 if path in page_render:
                     continue
-                sampler.phase = path
+                sampler.phase = monitor.phase = path
                 page = ctx.new_page()
                 log(f"/{path} …")
                 try:
@@ -678,14 +762,17 @@ def bench(args) -> dict:
                 detail[path] = rec
                 log(f"/{path}: {rec}")
                 page.close()
-            sampler.phase = "idle"
+            sampler.phase = monitor.phase = "idle"
             res["server_rss_end_of_flow_mb"] = mb(sampler.sample())
             sampler.stop()
             res["server_peak_rss_mb_default_flow"] = mb(sampler.peak)
             res["server_rss_peak_by_step_mb"] = {k: mb(v) for k, v in sampler.by_phase.items()}
+            res["server_cpu_s_by_step"] = sampler.cpu_seconds()
             res["rss_samples"] = sampler.samples
             for p in detail:
                 detail[p].setdefault("rss_peak_mb", mb(sampler.by_phase.get(p or "cold_start", 0)))
+                detail[p]["foreign_cpu_s"] = round(monitor.by_phase.get(p or "cold_start", 0.0), 1)
+                detail[p]["server_cpu_s"] = res["server_cpu_s_by_step"].get(p or "cold_start")
             res["page_render_s"] = page_render
             res["page_detail"] = detail
             res["default_flow_total_s"] = round(time.perf_counter() - t_launch, 1)
@@ -715,16 +802,22 @@ def bench(args) -> dict:
 
     # 5. CLI sweep in the same cache, with the server stopped (so it competes with nothing).
     if not args.skip_cli:
+        monitor.phase = "cli_sweep"
         log("CLI sweep …")
         res.update(cli_sweep(env, args.page_timeout * 2))
         log(f"CLI sweep: {res['cli_sweep_s']} s, peak RSS {res['cli_sweep_peak_rss_mb']} MB")
     # 6. Phase split of one default run, fresh process, fresh cache.
     if not args.skip_phases:
+        monitor.phase = "runner_phases"
         log("phase split of runner.run(defaults) …")
         penv = server_env(tmp / "phases", args.hosted)
         (tmp / "phases").mkdir(exist_ok=True)
         res["runner_phases"] = run_phase_probe(penv, args.page_timeout)
         log(f"phases: {res['runner_phases']}")
+    res.update(monitor.stop())
+    if res["foreign_cpu_s_total"] > 5:
+        log(f"other processes used {res['foreign_cpu_s_total']} CPU-s during the run: "
+            f"{res['foreign_cpu_s_by_step']}")
     res["load_after"] = loadavg()
     res["foreign_processes_after"] = foreign_load(own_pids())
     res["tmp_dir"] = str(tmp)
@@ -782,6 +875,15 @@ def markdown(res: dict) -> str:
         lines.append("Other busy processes at the start: " + "; ".join(
             f"`{b['cmd'][:60]}` {b['cpu_percent']} %" for b in busy[:3]) +
             " — wall times are inflated accordingly.")
+    if res.get("foreign_cpu_s_total") is not None:
+        top = res.get("foreign_top_processes") or []
+        lines.append(f"CPU time used by other processes during the run (sampled every 2 s): "
+                     f"{res['foreign_cpu_s_total']} CPU-s"
+                     + (" — mostly " + "; ".join(f"`{t['cmd'][:70]}` {t['cpu_s']} s" for t in top[:3])
+                        if top else "") + "."
+                     + (f" CPU time stolen by the hypervisor: "
+                        f"{round(sum(res.get('cpu_steal_s_by_step', {}).values()), 1)} s."
+                        if res.get("cpu_steal_s_by_step") is not None else ""))
     lines += ["", "| Figure | Value | Target | Result |", "|---|---:|---:|:---:|"]
     rows = [
         ("Cold start → home page rendered", "server_cold_start_to_first_render_s", " s"),
@@ -805,14 +907,16 @@ def markdown(res: dict) -> str:
                      f"{(tg['target'] + unit) if tg else ''} | {verdict(tg['pass']) if tg else ''} |")
     lines += ["", "Per page, first visit with the default sidebar (in visit order, uncached "
               "except what earlier pages already computed):", "",
-              "| Page | Render (s) | Bootstrap (ms) | Script (ms) | Draw after run (ms) | "
-              "Trainings | Spectra | Peak RSS (MB) | Load avg before |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| Page | Render (s) | Bootstrap (ms) | Script (ms) | Draw after run (ms) | Server CPU-s | "
+              "Trainings | Spectra | Peak RSS (MB) | Load avg before | Other processes' CPU-s |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for path, d in res.get("page_detail", {}).items():
         lines.append(f"| /{path} | {fmt(d.get('wall_s'))} | {fmt(d.get('bootstrap_ms'))} | "
                      f"{fmt(d.get('script_ms'))} | {fmt(d.get('draw_after_run_ms'))} | "
+                     f"{fmt(d.get('server_cpu_s'))} | "
                      f"{d.get('trainings', '')} | {d.get('spectra', '')} | "
-                     f"{fmt(d.get('rss_peak_mb'))} | {d.get('load_before', '')} |"
+                     f"{fmt(d.get('rss_peak_mb'))} | {d.get('load_before', '')} | "
+                     f"{fmt(d.get('foreign_cpu_s'))} |"
                      + (f" error: {d['error'][:80]}" if d.get("error") else ""))
     ph = res.get("runner_phases") or {}
     if ph and "error" not in ph:
