@@ -46,6 +46,29 @@ def _count(name: str, k: int = 1) -> None:
             f.write(f"{name} {k} pid={os.getpid()}\n")
 
 
+def _trim_heap() -> None:
+    """Returns freed heap pages to the OS (glibc only; a no-op elsewhere).
+
+    Training and spectra allocate and free hundreds of MB of host buffers; glibc keeps
+    them mapped, so a long-lived server's RSS ratchets up (measured: a 9-width sweep left
+    735 MB resident, 415 MB after malloc_trim). Hosted tiers kill a server over ~700 MB.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 - raises AttributeError off glibc
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
 def configure_jax_cache(directory: str | Path | None = None) -> None:
     """Turns on JAX's persistent compilation cache next to the results cache.
 
@@ -208,6 +231,7 @@ def _train_points(configs: Sequence[nc.ExperimentConfig], limits: nc.Limits,
                 data_source=split.source, notice=split.notice, checkpoint_epochs=keep,
                 params={k: np.ascontiguousarray(v[keep]) for k, v in params.items()})
             done += 1
+    _trim_heap()
     return [r for r in results if r is not None]
 
 
@@ -347,6 +371,7 @@ def spectrum_at(config: nc.ExperimentConfig | dict, epoch: int, *, store: Result
         fs = nc.full_spectrum(r.checkpoint(epoch), split.x_train, parameterization=c.parameterization,
                               dense_max=limits.max_dense_n, top_k=c.top_k, seed=c.seed)
         _count("spectra")
+        _trim_heap()
         return {"method": fs.method, "eigenvalues": fs.eigenvalues, "nodes": fs.nodes,
                 "weights": fs.weights, "trace": fs.trace, "topk": fs.topk}
 
