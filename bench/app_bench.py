@@ -203,6 +203,25 @@ def _chromium_version() -> str | None:
         return None
 
 
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def code_version() -> dict:
+    """The commit measured and any uncommitted changes (other people edit the tree)."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True,
+                                  timeout=30).stdout
+        except Exception:
+            return ""
+    dirty = [line[3:] for line in git("status", "--porcelain").splitlines()
+             if line[3:].endswith(".py") or line[3:] in ("requirements.txt",)]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip() or None,
+            "subject": _clip(git("log", "-1", "--format=%s").strip(), 72) or None,
+            "uncommitted_py_files": dirty}
+
+
 def foreign_load(exclude: set[int], seconds: float = 1.0) -> list[dict]:
     """Processes outside this benchmark using ≥ 10 % of a core right now."""
     import psutil
@@ -662,6 +681,7 @@ def bench(args) -> dict:
 
     res: dict = {"hosted": bool(args.hosted), "reps": args.reps, "server_env_overrides": dict(EXTRA_ENV),
                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+                 "code": code_version(),
                  "load_before": loadavg()}
     res["foreign_processes_before"] = foreign_load(own_pids())
     monitor = ForeignMonitor()
@@ -867,6 +887,12 @@ def markdown(res: dict) -> str:
         f"Load average before / after the server flow / at the end: "
         f"{res['load_before']} / {res.get('load_after_flow')} / {res.get('load_after')}.",
     ]
+    code = res.get("code") or {}
+    if code.get("commit"):
+        lines.append(f"Code: commit `{code['commit']}` ({code.get('subject')})"
+                     + (", with uncommitted changes to " + ", ".join(
+                         f"`{f}`" for f in code["uncommitted_py_files"])
+                        if code.get("uncommitted_py_files") else "") + ".")
     if res.get("server_env_overrides"):
         lines.append("Extra server environment (what-if run): " + ", ".join(
             f"`{k}={v}`" for k, v in res["server_env_overrides"].items()) + ".")
