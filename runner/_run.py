@@ -68,6 +68,19 @@ def _trim_heap() -> None:
 
 _LIBC = None
 
+
+def _release_memory() -> None:
+    """After a computation: drop JAX's in-memory executables (each new shape keeps its
+    own; the persistent compilation cache reloads them from disk when needed) and return
+    freed heap to the OS. Measured on a 9-width sweep: RSS 505 → ~300 MB."""
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+    _trim_heap()
+
 # glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 
@@ -250,7 +263,7 @@ def _train_points(configs: Sequence[nc.ExperimentConfig], limits: nc.Limits,
                 data_source=split.source, notice=split.notice, checkpoint_epochs=keep,
                 params={k: np.ascontiguousarray(v[keep]) for k, v in params.items()})
             done += 1
-    _trim_heap()
+    _release_memory()
     return [r for r in results if r is not None]
 
 
@@ -390,7 +403,7 @@ def spectrum_at(config: nc.ExperimentConfig | dict, epoch: int, *, store: Result
         fs = nc.full_spectrum(r.checkpoint(epoch), split.x_train, parameterization=c.parameterization,
                               dense_max=limits.max_dense_n, top_k=c.top_k, seed=c.seed)
         _count("spectra")
-        _trim_heap()
+        _release_memory()
         return {"method": fs.method, "eigenvalues": fs.eigenvalues, "nodes": fs.nodes,
                 "weights": fs.weights, "trace": fs.trace, "topk": fs.topk}
 
