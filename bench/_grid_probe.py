@@ -18,7 +18,6 @@ traced_ntk_from_gram / top_k_eigs, plus JAX compile time per stage (jax.monitori
 Variants (what-if measurements of proposed fixes, NOT the library as shipped):
   jaxmv   per-checkpoint Lanczos with the dense Θ product done by XLA on the JAX array
           instead of scipy/OpenBLAS (same ARPACK, same float32, same tolerance);
-  hoist   initial params drawn by a separate G-independent jit and passed in (same numbers);
   nopart  jax_threefry_partitionable=False (cheaper threefry compile; changes the init
           random stream, so only a measurement of where compile time goes);
   --blas-threads N sets OPENBLAS_NUM_THREADS before NumPy loads.
@@ -160,43 +159,6 @@ def main() -> None:
 
     _ks._spectra = types.SimpleNamespace(**vars(_spectra_mod))
     _ks._spectra.top_k_eigs = timed("spectra.topk", top_k)
-
-    if "hoist" in variant:
-        # What-if: draw the initial parameters OUTSIDE the vmapped training program, with a
-        # G-independent jitted init (compiled once per width, reused by every grid size),
-        # and feed them in. Same keys → bit-identical params; the training program then has
-        # no threefry of the 784×w weights inside the vmap.
-        import functools
-
-        from ntk_core._src import model as _model_mod
-        from ntk_core._src import train as _train_mod
-
-        @functools.partial(jax.jit, static_argnames=("width", "parameterization"))
-        def _init_one(key, *, width, parameterization):
-            k_init, _ = jax.random.split(key)
-            return _model_mod.init_params(k_init, width, parameterization, dtype=jnp.float32)
-
-        statics = ("width", "parameterization", "reg", "optimizer", "epochs", "batch_size")
-
-        @functools.partial(jax.jit, static_argnames=statics)
-        def _train_hoisted(strengths, lrs, keys, params0, x, y, xv, yv, **kw):
-            def one(s, lr, key, p0):
-                fake = types.SimpleNamespace(**vars(_model_mod))
-                fake.init_params = lambda *a, **k: p0  # trace-time substitution only
-                real, _train_mod._model = _train_mod._model, fake
-                try:
-                    return _train_mod._single_run(s, lr, key, x, y, xv, yv, **kw)
-                finally:
-                    _train_mod._model = real
-            return jax.vmap(one)(strengths, lrs, keys, params0)
-
-        def _train_grid_hoisted(strengths, lrs, keys, x, y, xv, yv, **kw):
-            ps = [_init_one(keys[i], width=kw["width"], parameterization=kw["parameterization"])
-                  for i in range(keys.shape[0])]
-            params0 = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *ps)
-            return _train_hoisted(strengths, lrs, keys, params0, x, y, xv, yv, **kw)
-
-        _train_mod._train_grid = _train_grid_hoisted
 
     # ---- the experiment ----------------------------------------------------------------
     base = dict(width=args.width, n_train=args.n, n_val=args.n_val, epochs=args.epochs,

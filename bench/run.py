@@ -22,7 +22,7 @@ parameterization, width 128 unless stated):
   grid       fresh subprocesses (bench/_grid_probe.py): the 4 × 30 L2 grid at n=2000 through
              the runner, uncached, compile included, vmapped (one run_sweep) vs sequential
              (4 runner.run calls); plus what-if variants of proposed fixes and the compile
-             time of the training program as shipped vs init hoisted (bench/_compile_probe.py),
+             (what-if variants only with --whatif),
              full run only.
   blas       fresh subprocesses (bench/_blas_probe.py, full run only): dense eigvalsh/top-k
              with default vs single-threaded OpenBLAS, and whether OpenBLAS spins after a call.
@@ -502,7 +502,6 @@ def section_grid(quick: bool, whatif: bool) -> dict:
         variants = [  # (mode, variant, OPENBLAS_NUM_THREADS or 0 = default)
             ("vmapped", "asis", 1), ("sequential", "asis", 1),
             ("vmapped", "jaxmv", 0),
-            ("vmapped", "hoist", 1), ("sequential", "hoist", 1),
             ("vmapped", "nopart", 1),
         ]
         out["whatif"] = []
@@ -518,7 +517,6 @@ def section_grid(quick: bool, whatif: bool) -> dict:
                                                                  / np.abs(ref)))
                 r["load_after"] = loadavg()
                 runs.setdefault((mode, variant, blas), []).append(r)
-        out["compile"] = run_probe("_compile_probe.py", ["--n", args[1], "--epochs", args[3]])
         for key in variants:
             rs = runs[key]
             best = dict(min(rs, key=lambda r: r["total_s"]))
@@ -874,7 +872,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="reduced sizes, < 2 min")
     ap.add_argument("--markdown", metavar="PATH", help="write the report (e.g. BENCHMARKS.md)")
     ap.add_argument("--only", default="", help="comma-separated sections: grid,matfree,ntk,topk,checkpoint,blas")
-    ap.add_argument("--no-whatif", action="store_true", help="skip the what-if grid variants")
+    ap.add_argument("--whatif", action="store_true",
+                    help="also run the what-if grid variants (measurements of alternatives, not the library)")
     ap.add_argument("--from-json", metavar="FILE", help="rewrite --markdown from a saved --json output, no run")
     args = ap.parse_args()
     if args.from_json:
@@ -887,7 +886,7 @@ def main() -> None:
         write_markdown(res, Path(args.markdown or "BENCHMARKS.md"))
         return
     want = [x for x in args.only.split(",") if x] or (
-        ["grid", "matfree", "ntk", "topk", "checkpoint"] + ([] if args.quick or args.no_whatif else ["blas"]))
+        ["grid", "matfree", "ntk", "topk", "checkpoint"] + ([] if args.quick or not args.whatif else ["blas"]))
 
     res: dict = {"quick": bool(args.quick), "load_start": loadavg(), "sections": {}, "section_load": {}}
     res["machine"] = machine_info()
@@ -896,8 +895,8 @@ def main() -> None:
         f"{res['machine']['ram_gb']} GB; load {res['load_start']}; quick={args.quick}")
     # Subprocess sections first, while this process holds no big arrays or busy JAX threads.
     funcs = {
-        "grid": lambda: section_grid(args.quick, whatif=not args.quick and not args.no_whatif),
-        "matfree": lambda: section_matfree(args.quick, whatif=not args.quick and not args.no_whatif),
+        "grid": lambda: section_grid(args.quick, whatif=not args.quick and args.whatif),
+        "matfree": lambda: section_matfree(args.quick, whatif=not args.quick and args.whatif),
         "ntk": lambda: section_ntk(args.quick),
         "topk": lambda: section_topk(args.quick),
         "checkpoint": lambda: section_checkpoint(args.quick),
