@@ -11,7 +11,9 @@ K, P = view.norm, cfg.parameterization
 layout.header(
     "Width",
     "How does the kernel's spectrum change from a 1-unit network to a wide one?",
-    "Width 1 gives a (near) rank-1 kernel (effective rank ≈ 1); watch for a dip at small "
+    "Is the width-1 kernel rank-1? Read the effective-rank chart (1 = rank-1): here the "
+    "first-layer gradients still carry the input Gram matrix, masked by the one unit's "
+    "activity, so expect more than 1 unless that unit is dead. Then watch for a dip at small "
     "widths and how the curves flatten towards the analytic reference as the width grows.",
     "Width 1 is rank-1, dip near 8, flattens at large width.")
 layout.config_caption(view)
