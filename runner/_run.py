@@ -46,13 +46,8 @@ def _count(name: str, k: int = 1) -> None:
             f.write(f"{name} {k} pid={os.getpid()}\n")
 
 
-def _trim_heap() -> None:
-    """Returns freed heap pages to the OS (glibc only; a no-op elsewhere).
-
-    Training and spectra allocate and free hundreds of MB of host buffers; glibc keeps
-    them mapped, so a long-lived server's RSS ratchets up (measured: a 9-width sweep left
-    735 MB resident, 415 MB after malloc_trim). Hosted tiers kill a server over ~700 MB.
-    """
+def _libc():
+    """glibc via ctypes, or None off glibc (loaded once)."""
     global _LIBC
     if _LIBC is None:
         try:
@@ -62,8 +57,19 @@ def _trim_heap() -> None:
             _LIBC.malloc_trim  # noqa: B018 - raises AttributeError off glibc
         except (OSError, AttributeError):
             _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
+    return _LIBC or None
+
+
+def _trim_heap() -> None:
+    """Returns freed heap pages to the OS (glibc only; a no-op elsewhere).
+
+    Training and spectra allocate and free hundreds of MB of host buffers; glibc keeps
+    them mapped, so a long-lived server's RSS ratchets up (measured: a 9-width sweep left
+    735 MB resident, 415 MB after malloc_trim). Hosted tiers kill a server over ~700 MB.
+    """
+    libc = _libc()
+    if libc:
+        libc.malloc_trim(0)
 
 
 _LIBC = None
@@ -92,11 +98,11 @@ def tune_allocator() -> None:
     at most two arenas serve the server's threads. Measured on the app's default flow:
     peak RSS 1047 → 861 MB, same timings.
     """
-    _trim_heap()  # loads libc
-    if _LIBC:
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, 65536)
-        _LIBC.mallopt(_M_TRIM_THRESHOLD, 0)
-        _LIBC.mallopt(_M_ARENA_MAX, 2)
+    libc = _libc()
+    if libc:
+        libc.mallopt(_M_MMAP_THRESHOLD, 65536)
+        libc.mallopt(_M_TRIM_THRESHOLD, 0)
+        libc.mallopt(_M_ARENA_MAX, 2)
 
 
 def configure_jax_cache(directory: str | Path | None = None) -> None:

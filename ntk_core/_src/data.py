@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ntk_core._src.config import ConfigError, POOL_SIZE
+from ntk_core._src.config import ConfigError
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "data" / "mnist"
 
@@ -235,11 +235,7 @@ def load_split(n_train: int, n_val: int, seed: int, dataset: str = "bundled") ->
       A :class:`Split` with float32 pixels in [0, 1] (784 per image) and one-hot
       float32 targets (10 per image).
     """
-    if n_train + n_val > POOL_SIZE.get(dataset, 0) and dataset == "bundled":
-        raise ConfigError("n_train", n_train,
-                          f"integer in [2, {POOL_SIZE['bundled'] - n_val}] for the bundled set "
-                          f"with n_val={n_val}", POOL_SIZE["bundled"] - n_val)
-    x, labels, source, notice = load_pool(dataset)
+    x, labels, source, notice = load_pool(dataset)  # stratified_split checks the sizes
     tr, va = stratified_split(labels, n_train, n_val, seed)
     return Split(x_train=x[tr], y_train=one_hot(labels[tr]), x_val=x[va], y_val=one_hot(labels[va]),
                  labels_train=labels[tr], labels_val=labels[va], source=source, notice=notice)
