@@ -1,12 +1,11 @@
 """ntk_core: exact, fast empirical NTK of a one-hidden-layer ReLU MLP, its spectra,
-training and the infinite-width limit. Pure JAX/NumPy/SciPy: no UI, no cache."""
+training and the infinite-width limit.
 
-from ntk_core._src.config import ConfigError
-from ntk_core._src.config import ExperimentConfig
-from ntk_core._src.config import Limits
-from ntk_core._src.config import check_memory
-from ntk_core._src.config import estimate_memory_mb
-from ntk_core._src.config import validate_config
+Pure numerics (JAX/NumPy/SciPy, plus pooch for the optional full-MNIST download): it
+imports nothing of the runner, the cache or the UI, and takes plain, already-validated
+values. Experiment configs, limits and input validation live in :mod:`runner`.
+"""
+
 from ntk_core._src.data import DataUnavailable
 from ntk_core._src.data import Split
 from ntk_core._src.data import fetch_full
@@ -31,7 +30,6 @@ from ntk_core._src.ntk import matfree_matvec
 from ntk_core._src.ntk import matfree_state
 from ntk_core._src.ntk import ntk_diagonal
 from ntk_core._src.ntk import traced_ntk_from_gram
-from ntk_core._src.spectra import SpectrumMethod
 from ntk_core._src.spectra import condition_number
 from ntk_core._src.spectra import cumulative_share
 from ntk_core._src.spectra import density_on_grid
@@ -46,27 +44,21 @@ from ntk_core._src.train import train_grid
 
 __all__ = (
     "CheckpointSpectra",
-    "ConfigError",
     "DataUnavailable",
-    "ExperimentConfig",
     "FullSpectrum",
-    "Limits",
     "MatFreeState",
     "NTKMethod",
     "Split",
-    "SpectrumMethod",
     "TrainResult",
     "analytic_kernels",
     "apply",
     "checkpoint_spectra",
-    "check_memory",
     "condition_number",
     "cumulative_share",
     "density_on_grid",
     "early_stopping",
     "effective_rank",
     "eigvalsh_desc",
-    "estimate_memory_mb",
     "empirical_cdf",
     "empirical_ntk",
     "fetch_full",
@@ -86,5 +78,4 @@ __all__ = (
     "top_k_eigs",
     "traced_ntk_from_gram",
     "train_grid",
-    "validate_config",
 )

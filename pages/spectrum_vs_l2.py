@@ -55,7 +55,7 @@ if out is not None:
         left, right = st.columns(2)
         with left:
             df = data.cdf_frame(specs, labs, cfgs, K)
-            method = "dense eigenvalues" if specs[0]["method"] == "dense" else "SLQ estimate"
+            method = "dense eigenvalues" if specs[0].method == "dense" else "SLQ estimate"
             charts.show(charts.lines(df, "eigenvalue", "cdf", color="series", color_title="run",
                                      color_sort=labs, ordinal_color=True, x_scale="log", points=False,
                                      x_title=data.axis_title("eigenvalue t", K, P),

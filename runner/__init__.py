@@ -1,5 +1,22 @@
-"""The experiment runner: config → cached results, shared by the CLI and the app."""
+"""The experiment runner: validated config → cached results, shared by the CLI and the app.
 
+Validate once at the entry (``validate_config``), then pass the config and the limits::
+
+    import runner
+    limits = runner.Limits.from_env()
+    config = runner.validate_config({"width": 64, "n_train": 500}, limits)
+    result = runner.run(config, limits, store=runner.open_store())
+"""
+
+from runner._config import Bounds
+from runner._config import ConfigError
+from runner._config import ExperimentConfig
+from runner._config import Limits
+from runner._config import bounds
+from runner._config import estimate_memory_mb
+from runner._config import validate_config
+from runner._malloc import trim_heap
+from runner._malloc import tune_allocator
 from runner._run import COUNTERS
 from runner._run import GRID_PARAMS
 from runner._run import RunResult
@@ -11,17 +28,36 @@ from runner._run import run_configs
 from runner._run import run_sweep
 from runner._run import spectrum_at
 from runner._run import sweep_configs
+from runner._types import Progress
+from runner._types import ProgressFn
+from runner._types import ReferenceResult
+from runner._types import SpectrumResult
+from runner._types import Stage
 
 __all__ = (
+    "Bounds",
     "COUNTERS",
+    "ConfigError",
+    "ExperimentConfig",
     "GRID_PARAMS",
+    "Limits",
+    "Progress",
+    "ProgressFn",
+    "ReferenceResult",
     "RunResult",
+    "SpectrumResult",
+    "Stage",
     "analytic_reference",
+    "bounds",
     "configure_jax_cache",
+    "estimate_memory_mb",
     "open_store",
     "run",
     "run_configs",
     "run_sweep",
     "spectrum_at",
     "sweep_configs",
+    "trim_heap",
+    "tune_allocator",
+    "validate_config",
 )

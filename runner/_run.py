@@ -10,15 +10,18 @@ import dataclasses
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 import ntk_core as nc
 from cache import ResultStore
+from runner._config import ConfigError, ExperimentConfig, Limits, check_memory, validate_config
+from runner._malloc import trim_heap
+from runner._types import Progress, ProgressFn, ReferenceResult, SpectrumResult, Stage
 
 # Bumped whenever the meaning of a stored value changes (on top of the store's own schema).
-RESULT_VERSION = 3
+RESULT_VERSION = 4
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")
@@ -27,8 +30,6 @@ _VMAPPABLE = ("l1", "l2", "lr", "seed")
 
 # Stored checkpoints beyond this size keep only init, best and final epochs.
 MAX_CHECKPOINT_BYTES = 256 * 2**20
-
-Progress = Callable[[str, int, int], None]
 
 # Counts real trainings in this process (tests use it to prove a cache hit skipped work).
 COUNTERS = {"trainings": 0, "spectra": 0}
@@ -46,35 +47,6 @@ def _count(name: str, k: int = 1) -> None:
             f.write(f"{name} {k} pid={os.getpid()}\n")
 
 
-def _libc():
-    """glibc via ctypes, or None off glibc (loaded once)."""
-    global _LIBC
-    if _LIBC is None:
-        try:
-            import ctypes
-
-            _LIBC = ctypes.CDLL("libc.so.6")
-            _LIBC.malloc_trim  # noqa: B018 - raises AttributeError off glibc
-        except (OSError, AttributeError):
-            _LIBC = False
-    return _LIBC or None
-
-
-def _trim_heap() -> None:
-    """Returns freed heap pages to the OS (glibc only; a no-op elsewhere).
-
-    Training and spectra allocate and free hundreds of MB of host buffers; glibc keeps
-    them mapped, so a long-lived server's RSS ratchets up (measured: a 9-width sweep left
-    735 MB resident, 415 MB after malloc_trim). Hosted tiers kill a server over ~700 MB.
-    """
-    libc = _libc()
-    if libc:
-        libc.malloc_trim(0)
-
-
-_LIBC = None
-
-
 def _release_memory() -> None:
     """After a computation: drop JAX's in-memory executables (each new shape keeps its
     own; the persistent compilation cache reloads them from disk when needed) and return
@@ -85,42 +57,26 @@ def _release_memory() -> None:
 
     jax.clear_caches()
     gc.collect()
-    _trim_heap()
-
-# glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-
-
-def tune_allocator() -> None:
-    """Makes glibc hand freed memory back promptly (no-op off glibc).
-
-    Large host buffers are mmapped (freed at once), the heap is trimmed on every free and
-    at most two arenas serve the server's threads. Measured on the app's default flow:
-    peak RSS 1047 → 861 MB, same timings.
-    """
-    libc = _libc()
-    if libc:
-        libc.mallopt(_M_MMAP_THRESHOLD, 65536)
-        libc.mallopt(_M_TRIM_THRESHOLD, 0)
-        libc.mallopt(_M_ARENA_MAX, 2)
+    trim_heap()
 
 
 def configure_jax_cache(directory: str | Path | None = None) -> None:
-    """Turns on JAX's persistent compilation cache next to the results cache (and tunes
-    the allocator for a long-lived process, see :func:`tune_allocator`).
+    """Turns on JAX's persistent compilation cache next to the results cache.
 
-    Compiling the training scan takes seconds; on a second process start the compiled
-    executable is read from disk instead.
+    Compiling the training scan takes seconds; on a second process start (or after
+    :func:`_release_memory` dropped the in-memory copy) the compiled executable is read
+    from disk instead. Every program is persisted (minimum compile time 0): a program
+    that is not written would be compiled again after each release.
     """
     import jax
 
-    tune_allocator()
     if directory is None:
         directory = Path(os.environ.get("NTK_CACHE_DIR") or _default_dir()) / "jax-compile"
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", str(directory))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     except OSError:
         pass  # read-only location: compile every time, still correct
 
@@ -157,7 +113,7 @@ class RunResult:
       checkpoint_epochs: epochs whose params are stored (all, or init/best/final when large).
     """
 
-    config: nc.ExperimentConfig
+    config: ExperimentConfig
     status: str
     metrics: dict[str, np.ndarray]
     topk: np.ndarray
@@ -188,7 +144,7 @@ class RunResult:
 _METRICS = ("train_loss", "objective", "val_loss", "val_acc", "step_norm", "rel_change", "weight_norm")
 
 
-def _key_config(config: nc.ExperimentConfig) -> dict[str, Any]:
+def _key_config(config: ExperimentConfig) -> dict[str, Any]:
     return {**config.to_dict(), "result_version": RESULT_VERSION}
 
 
@@ -202,7 +158,7 @@ def _to_value(r: RunResult) -> dict[str, Any]:
     return v
 
 
-def _from_value(config: nc.ExperimentConfig, v: dict[str, Any], status: str) -> RunResult:
+def _from_value(config: ExperimentConfig, v: dict[str, Any], status: str) -> RunResult:
     return RunResult(
         config=config, status=status,
         metrics={k[2:]: np.asarray(a) for k, a in v.items() if k.startswith("m_")},
@@ -214,12 +170,41 @@ def _from_value(config: nc.ExperimentConfig, v: dict[str, Any], status: str) -> 
         notice=str(v["notice"]), checkpoint_epochs=np.asarray(v["checkpoint_epochs"]))
 
 
-def _split_for(config: nc.ExperimentConfig) -> nc.Split:
-    return nc.load_split(config.n_train, config.n_val, config.seed, config.dataset)
+def _split_for(config: ExperimentConfig) -> nc.Split:
+    split = nc.load_split(config.n_train, config.n_val, config.seed, config.dataset)
+    if split.source != config.dataset:
+        # Never compute (and so never store) a result under a key that names data it was
+        # not computed on; _resolve_dataset() should have caught this before.
+        raise RuntimeError(f"dataset {config.dataset!r} requested but {split.source!r} loaded: "
+                           f"{split.notice}")
+    return split
 
 
-def _train_points(configs: Sequence[nc.ExperimentConfig], limits: nc.Limits,
-                  progress: Progress | None) -> list[RunResult]:
+def _resolve_dataset(config: ExperimentConfig, limits: Limits) -> tuple[ExperimentConfig, str]:
+    """The config actually computable and a notice: a request for the full set while the
+    full set cannot be fetched becomes the same request on the bundled set (stored under
+    the bundled key, never under the full one), or a ConfigError when it does not fit."""
+    if config.dataset != "full":
+        return config, ""
+    _, _, source, notice = nc.load_pool("full")
+    if source == "full":
+        return config, notice
+    try:
+        return validate_config(config, limits, dataset="bundled"), notice
+    except ConfigError as exc:
+        raise ConfigError("dataset", "full", f"the bundled set only, as {notice}; with it "
+                          f"{exc.param} must be {exc.allowed}", "bundled") from None
+
+
+def _check(config: Any) -> ExperimentConfig:
+    if not isinstance(config, ExperimentConfig):
+        raise TypeError(f"expected a validated ExperimentConfig (runner.validate_config), "
+                        f"got {type(config).__name__}")
+    return config
+
+
+def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
+                  progress: ProgressFn | None) -> list[RunResult]:
     """Trains configs that differ only in (reg_strength, lr, seed) in one vmapped program,
     then computes each run's per-epoch spectra."""
     base = configs[0]
@@ -233,7 +218,7 @@ def _train_points(configs: Sequence[nc.ExperimentConfig], limits: nc.Limits,
     for seed, idx in by_seed.items():
         split = _split_for(configs[idx[0]])
         if progress:
-            progress("training", done, len(configs))
+            progress(Progress(Stage.TRAINING, done, len(configs)))
         tr = nc.train_grid(split.x_train, split.y_train, split.x_val, split.y_val,
                            width=base.width, reg_strengths=[configs[i].reg_strength for i in idx],
                            lrs=[configs[i].lr for i in idx], seeds=[seed] * len(idx),
@@ -249,7 +234,7 @@ def _train_points(configs: Sequence[nc.ExperimentConfig], limits: nc.Limits,
 
             def spec_progress(d, t, _i=i):
                 if progress:
-                    progress(f"spectra {_i + 1}/{len(configs)}", d, t)
+                    progress(Progress(Stage.SPECTRA, d, t, run=_i, runs=len(configs)))
 
             cs = nc.checkpoint_spectra(split.x_train, params, parameterization=c.parameterization,
                                        top_k=c.top_k, dense_max=limits.max_dense_n, valid=valid,
@@ -273,31 +258,35 @@ def _train_points(configs: Sequence[nc.ExperimentConfig], limits: nc.Limits,
     return [r for r in results if r is not None]
 
 
-def run(config: nc.ExperimentConfig | dict, *, store: ResultStore | None = None,
-        limits: nc.Limits | None = None, progress: Progress | None = None) -> RunResult:
-    """Trains one config (or loads it from the store) with per-epoch top-k spectra.
+def run(config: ExperimentConfig, limits: Limits, *, store: ResultStore | None = None,
+        progress: ProgressFn | None = None) -> RunResult:
+    """Trains one validated config (or loads it from the store) with per-epoch top-k spectra.
 
     Returns:
       :class:`RunResult`; ``status`` says whether it came from the cache.
 
     Raises:
-      ConfigError: for an invalid or over-cap config.
+      ConfigError: when the request does not fit the memory budget, or the full dataset
+        is unavailable and the request does not fit the bundled one.
     """
-    return run_configs([config], store=store, limits=limits, progress=progress)[0]
+    return run_configs([config], limits, store=store, progress=progress)[0]
 
 
-def run_configs(configs: Sequence[nc.ExperimentConfig | dict], *, store: ResultStore | None = None,
-                limits: nc.Limits | None = None, progress: Progress | None = None) -> list[RunResult]:
-    """Runs many configs; cached ones are loaded, missing ones computed (vmapped when they
-    differ only in λ, lr or seed) and stored one entry per config.
+def run_configs(configs: Sequence[ExperimentConfig], limits: Limits, *,
+                store: ResultStore | None = None,
+                progress: ProgressFn | None = None) -> list[RunResult]:
+    """Runs many validated configs; cached ones are loaded, missing ones computed
+    (vmapped when they differ only in λ, lr or seed) and stored one entry per config.
 
     Concurrency: each missing config is computed under the store's per-key lock, so two
     processes asking for the same config compute it once.
     """
-    limits = nc.Limits.from_env() if limits is None else limits
-    cfgs = [nc.validate_config(c, limits) for c in configs]
-    if len(cfgs) > limits.max_grid:
-        raise nc.ConfigError("values", len(cfgs), f"at most {limits.max_grid} sweep points", limits.max_grid)
+    if len(configs) > limits.max_grid:
+        raise ConfigError("values", len(configs), f"at most {limits.max_grid} sweep points",
+                          limits.max_grid)
+    resolved = [_resolve_dataset(_check(c), limits) for c in configs]
+    cfgs = [c for c, _ in resolved]
+    fallback_notes = [n if c.dataset != orig.dataset else "" for (c, n), orig in zip(resolved, configs)]
     out: list[RunResult | None] = [None] * len(cfgs)
     missing: list[int] = []
     for i, c in enumerate(cfgs):
@@ -315,7 +304,7 @@ def run_configs(configs: Sequence[nc.ExperimentConfig | dict], *, store: ResultS
         groups.setdefault(tuple(sorted(shape_key.to_dict().items())), []).append(i)
 
     for idx in groups.values():
-        nc.check_memory(cfgs[idx[0]], limits, runs=len(idx))
+        check_memory(cfgs[idx[0]], limits, runs=len(idx))
         computed: dict[int, RunResult] = {}
 
         def compute_group() -> None:
@@ -327,9 +316,7 @@ def run_configs(configs: Sequence[nc.ExperimentConfig | dict], *, store: ResultS
             if store is None or not store.enabled:
                 if i not in computed:
                     compute_group()
-                r = computed[i]
-                r.status = "uncached"
-                out[i] = r
+                out[i] = dataclasses.replace(computed[i], status="uncached")
                 continue
 
             def compute_one(i=i) -> dict[str, Any]:
@@ -339,72 +326,77 @@ def run_configs(configs: Sequence[nc.ExperimentConfig | dict], *, store: ResultS
 
             value, status = store.get_or_compute("run", _key_config(cfgs[i]), compute_one)
             out[i] = _from_value(cfgs[i], value, status)
+    for i, note in enumerate(fallback_notes):
+        if note and out[i] is not None:
+            out[i] = dataclasses.replace(out[i], notice=note)
     if progress:
-        progress("done", len(cfgs), len(cfgs))
+        progress(Progress(Stage.DONE, len(cfgs), len(cfgs)))
     return [r for r in out if r is not None]
 
 
-def sweep_configs(base: nc.ExperimentConfig | dict, vary: str, values: Sequence[Any],
-                  limits: nc.Limits | None = None) -> list[nc.ExperimentConfig]:
-    """The configs of a one-axis sweep (validated).
+_FIELD_OF_VARY = {"samples": "n_train", "l1": "reg_strength", "l2": "reg_strength"}
+
+
+def sweep_configs(base: ExperimentConfig, vary: str, values: Sequence[Any],
+                  limits: Limits) -> list[ExperimentConfig]:
+    """The validated configs of a one-axis sweep (the sweep values are an entry point:
+    each is validated here, with the swept axis's name in the message).
 
     Args:
+      base: a validated config.
       vary: one of ``GRID_PARAMS``: width, samples (n_train), l1, l2 (set reg and its
         strength), lr, seed.
     """
-    limits = nc.Limits.from_env() if limits is None else limits
+    _check(base)
     if vary not in GRID_PARAMS:
-        raise nc.ConfigError("vary", vary, "one of " + ", ".join(GRID_PARAMS))
+        raise ConfigError("vary", vary, "one of " + ", ".join(GRID_PARAMS))
     if len(values) == 0:
-        raise nc.ConfigError("values", list(values), "at least one value")
+        raise ConfigError("values", list(values), "at least one value")
     if len(values) > limits.max_grid:
-        raise nc.ConfigError("values", len(values), f"at most {limits.max_grid} sweep points",
-                             limits.max_grid)
-    base = nc.validate_config(base, limits)
-    field = {"samples": "n_train", "l1": "reg_strength", "l2": "reg_strength"}.get(vary, vary)
+        raise ConfigError("values", len(values), f"at most {limits.max_grid} sweep points",
+                          limits.max_grid)
+    field = _FIELD_OF_VARY.get(vary, vary)
     extra = {"reg": vary} if vary in ("l1", "l2") else {}
     out = []
     for v in values:
         try:
-            out.append(nc.validate_config(base, limits, **{field: v}, **extra))
-        except nc.ConfigError as exc:
+            out.append(validate_config(base, limits, **{field: v}, **extra))
+        except ConfigError as exc:
             if exc.param == field and field != vary:
-                raise nc.ConfigError(vary, exc.value, exc.allowed, exc.suggestion) from None
+                raise ConfigError(vary, exc.value, exc.allowed, exc.suggestion) from None
             raise
     return out
 
 
-def run_sweep(base: nc.ExperimentConfig | dict, vary: str, values: Sequence[Any], *,
-              store: ResultStore | None = None, limits: nc.Limits | None = None,
-              progress: Progress | None = None) -> list[RunResult]:
+def run_sweep(base: ExperimentConfig, vary: str, values: Sequence[Any], limits: Limits, *,
+              store: ResultStore | None = None, progress: ProgressFn | None = None) -> list[RunResult]:
     """One-axis sweep; the CLI's ``sweep`` and every app page use this.
 
     Returns:
       One :class:`RunResult` per value, in order.
     """
-    limits = nc.Limits.from_env() if limits is None else limits
-    return run_configs(sweep_configs(base, vary, values, limits), store=store, limits=limits,
+    return run_configs(sweep_configs(base, vary, values, limits), limits, store=store,
                        progress=progress)
 
 
-def spectrum_at(config: nc.ExperimentConfig | dict, epoch: int, *, store: ResultStore | None = None,
-                limits: nc.Limits | None = None, progress: Progress | None = None) -> dict[str, Any]:
+def spectrum_at(config: ExperimentConfig, epoch: int, limits: Limits, *,
+                store: ResultStore | None = None, progress: ProgressFn | None = None) -> SpectrumResult:
     """Whole spectrum of raw traced Θ at one stored checkpoint: dense eigvalsh when
     n ≤ max_dense_n, else SLQ (nodes/weights) plus exact top-k and trace.
 
     Returns:
-      dict with method ("dense"/"slq"), eigenvalues (n,) or empty, nodes, weights,
-      trace, topk (float64; raw Θ — divide by n for Θ/n), epoch, status.
+      :class:`SpectrumResult` (raw Θ — divide by n for Θ/n).
     """
-    limits = nc.Limits.from_env() if limits is None else limits
-    r = run(config, store=store, limits=limits, progress=progress)
+    r = run(config, limits, store=store, progress=progress)
     c = r.config
     if epoch not in set(r.checkpoint_epochs.tolist()):
-        raise nc.ConfigError("epoch", epoch, "stored checkpoint epochs "
-                             + ", ".join(str(e) for e in r.checkpoint_epochs.tolist()),
-                             int(r.checkpoint_epochs[np.argmin(np.abs(r.checkpoint_epochs - epoch))]))
+        raise ConfigError("epoch", epoch, "stored checkpoint epochs "
+                          + ", ".join(str(e) for e in r.checkpoint_epochs.tolist()),
+                          int(r.checkpoint_epochs[np.argmin(np.abs(r.checkpoint_epochs - epoch))]))
 
     def compute() -> dict[str, Any]:
+        if progress:
+            progress(Progress(Stage.SPECTRUM, 0, 1))
         split = _split_for(c)
         fs = nc.full_spectrum(r.checkpoint(epoch), split.x_train, parameterization=c.parameterization,
                               dense_max=limits.max_dense_n, top_k=c.top_k, seed=c.seed)
@@ -418,22 +410,25 @@ def spectrum_at(config: nc.ExperimentConfig | dict, epoch: int, *, store: Result
         value, status = compute(), "uncached"
     else:
         value, status = store.get_or_compute("spectrum", key, compute)
-    return {**value, "epoch": int(epoch), "status": status}
+    return SpectrumResult(method=str(value["method"]), eigenvalues=np.asarray(value["eigenvalues"]),
+                          nodes=np.asarray(value["nodes"]), weights=np.asarray(value["weights"]),
+                          trace=float(value["trace"]), topk=np.asarray(value["topk"]),
+                          epoch=int(epoch), status=status)
 
 
-def analytic_reference(config: nc.ExperimentConfig | dict, *, store: ResultStore | None = None,
-                       limits: nc.Limits | None = None) -> dict[str, Any]:
+def analytic_reference(config: ExperimentConfig, limits: Limits, *,
+                       store: ResultStore | None = None) -> ReferenceResult:
     """Top-k and trace of the analytic kernel (infinite width in NTK parameterization,
     width-w expectation at init in standard) on the config's training inputs.
 
     Returns:
-      dict with topk (k,) and trace (float), raw traced Θ (not /n), status.
+      :class:`ReferenceResult`, raw traced Θ (not /n).
     """
-    limits = nc.Limits.from_env() if limits is None else limits
-    c = nc.validate_config(config, limits)
+    c, _ = _resolve_dataset(_check(config), limits)
     if c.n_train > limits.max_dense_n:
-        raise nc.ConfigError("n_train", c.n_train, f"at most {limits.max_dense_n} for the analytic "
-                             "kernel (it is formed densely)", limits.max_dense_n)
+        raise ConfigError("n_train", c.n_train, f"at most {limits.max_dense_n} for the analytic "
+                          "kernel (it is formed densely)", limits.max_dense_n)
+    kind = "expected_at_init" if c.parameterization == "standard" else "infinite_width"
 
     def compute() -> dict[str, Any]:
         split = _split_for(c)
@@ -447,4 +442,5 @@ def analytic_reference(config: nc.ExperimentConfig | dict, *, store: ResultStore
         value, status = compute(), "uncached"
     else:
         value, status = store.get_or_compute("analytic", key, compute)
-    return {**value, "status": status}
+    return ReferenceResult(kind=kind, topk=np.asarray(value["topk"]), trace=float(value["trace"]),
+                           status=status)

@@ -1,4 +1,4 @@
-"""Command-line interface: ``python -m ntk_core run|sweep``.
+"""Command-line interface: ``python -m runner run|sweep`` (also ``python -m ntk_core``).
 
 Headless access to the same runner and the same results cache as the app::
 
@@ -6,11 +6,12 @@ Headless access to the same runner and the same results cache as the app::
     python -m ntk_core sweep --vary l2 --values 0 1e-4 1e-3 --output l2.csv
     python -m ntk_core --cache-dir /srv/ntk-cache sweep --vary width --values 64,256,1024
 
-Every config value is taken as a string and validated by ``ntk_core.validate_config``
-only, so a bad flag gets exactly the message the app shows for the same value (plus the
-flag's name). Bad arguments exit with status 2 and one line on stderr; a diverged run is
-a success (exit 0) and reports ``diverged_at``. Cache problems are printed on stderr
-and never fail a command.
+Every config value is taken as a string and validated once, by
+``runner.validate_config``, so a bad flag gets exactly the message the app shows for the
+same value (plus the flag's name). Bad arguments (and bad ``NTK_*`` environment values)
+exit with status 2 and one line on stderr; any other failure exits with status 1 and one
+line (the traceback only with ``--debug``). A diverged run is a success (exit 0) and
+reports ``diverged_at``. Cache problems are printed on stderr and never fail a command.
 """
 
 from __future__ import annotations
@@ -22,16 +23,22 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
-import ntk_core as nc
+from runner import _run
+from runner._config import ConfigError, ExperimentConfig, Limits, validate_config
+from runner._malloc import tune_allocator
+from runner._types import Progress, Stage
 
-PROG = "python -m ntk_core"
+PROG = "python -m ntk_core"  # also: python -m runner
 
 # (flag, ExperimentConfig field, metavar, help). Every ExperimentConfig field has a flag.
 CONFIG_FLAGS: tuple[tuple[str, str, str, str], ...] = (
@@ -57,11 +64,12 @@ CSV_COLUMNS = ("vary", "value", "epoch", "train_loss", "val_loss", "val_acc", "l
                "step_norm", "rel_change", "diverged_at", "status")
 _PER_EPOCH = ("train_loss", "objective", "val_loss", "val_acc", "step_norm", "rel_change", "weight_norm")
 
-# Options that take exactly one value; a value starting with "-" (e.g. "-1e-3") is glued
-# to its flag before argparse sees it, since argparse would take it for an option.
-_VALUE_OPTIONS = frozenset([f for f, *_ in CONFIG_FLAGS]
-                           + ["--cache-dir", "--vary", "--format", "--output", "-o"])
-_SHORT_OPTIONS = frozenset(["-h", "-q", "-o"])
+# argparse takes "-3" and "-.5" as values but not "-1e-3" (its negative-number pattern
+# has no exponent), which it would read as an unknown option: such a token is glued to
+# the option before it (``--reg-strength=-1e-3``) so validation, not argparse, rejects it.
+_SCI_NEGATIVE = re.compile(r"-(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+_VALUE_OPTIONS = frozenset([f for f, *_ in CONFIG_FLAGS] + ["--cache-dir", "--vary", "--format",
+                                                           "--output", "-o"])
 
 
 class _UsageError(Exception):
@@ -80,40 +88,30 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _glue_dash_values(argv: Sequence[str]) -> list[str]:
-    """Lets values that start with "-" through argparse.
-
-    ``--width -3`` becomes ``--width=-3`` (so validation, not argparse, rejects it, with
-    the allowed range), and ``--values -1 2`` becomes ``--values=-1,2``.
-    """
+    """``--lr -1e-3`` → ``--lr=-1e-3`` and ``--values 1 -1e-3`` → ``--values 1 --values=-1e-3``
+    (``--values`` extends its list). Every other token is left to argparse."""
     out: list[str] = []
-    i = 0
-    while i < len(argv):
-        tok = argv[i]
-        if tok == "--":
-            out.extend(argv[i:])
-            break
-        if tok in _VALUE_OPTIONS and i + 1 < len(argv):
-            nxt = argv[i + 1]
-            if nxt.startswith("-") and nxt not in _VALUE_OPTIONS and not nxt.startswith("--") \
-                    and nxt not in _SHORT_OPTIONS:
-                out.append(f"{tok}={nxt}")
-                i += 2
+    in_values = False
+    for tok in argv:
+        if _SCI_NEGATIVE.fullmatch(tok):
+            if out and out[-1] in _VALUE_OPTIONS:
+                out[-1] = f"{out[-1]}={tok}"
                 continue
-        if tok == "--values":
-            j = i + 1
-            while j < len(argv) and not argv[j].startswith("--") and argv[j] not in _SHORT_OPTIONS:
-                j += 1
-            vals = argv[i + 1:j]
-            if any(v.startswith("-") for v in vals):
-                out.append("--values=" + ",".join(vals))
-            else:
-                out.append(tok)
-                out.extend(vals)
-            i = j
-            continue
+            if in_values:
+                out.append(f"--values={tok}")
+                continue
+        elif tok.startswith("-") and not _is_number(tok):
+            in_values = tok == "--values"
         out.append(tok)
-        i += 1
     return out
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
 
 
 def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -128,10 +126,12 @@ def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
                    **({"default": False} if top else kw))
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr",
                    **({"default": False} if top else kw))
+    g.add_argument("--debug", action="store_true", help="on an unexpected error, print the full "
+                   "traceback (default: one line)", **({"default": False} if top else kw))
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    defaults = nc.ExperimentConfig()
+    defaults = ExperimentConfig()
     g = p.add_argument_group("experiment (validated exactly like the app; defaults in brackets)")
     for flag, field, metavar, help_ in CONFIG_FLAGS:
         # Strings on purpose: validate_config does all type and range checking.
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "points differing only in λ, lr or seed train in one vmapped program.")
     p_sw.add_argument("--vary", metavar="{width,samples,l1,l2,lr,seed}", default=None,
                       help="the swept parameter (l1/l2 also set --reg)")
-    p_sw.add_argument("--values", nargs="*", metavar="V", default=None,
+    p_sw.add_argument("--values", nargs="*", action="extend", metavar="V", default=None,
                       help="values to sweep, space- and/or comma-separated")
     p_sw.add_argument("--format", metavar="{csv,json}", default="csv",
                       help="csv: one row per (value, epoch) [default]; json: one object with all runs")
@@ -191,53 +191,41 @@ def _split_values(raw: Sequence[str] | None) -> list[str]:
 
 
 class _Progress:
-    """``progress(stage, done, total)`` callback drawing a bar on stderr.
+    """The runner's ``progress(Progress)`` callback drawn as a tqdm bar on stderr (one bar
+    per stage; tqdm itself handles terminals vs pipes and the rate/elapsed display)."""
 
-    On a terminal it redraws one line with carriage returns; otherwise (logs, pipes) it
-    prints a line when a stage starts and when it completes.
-    """
-
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
-        self.stream = stream
+    def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.t0 = time.monotonic()
-        self._open = 0  # length of the current, unterminated bar line
-        self._last: tuple[str, int] | None = None
+        self._bar: tqdm | None = None
+        self._key: tuple | None = None
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, p: Progress) -> None:
         if not self.enabled:
             return
-        if stage == "done":
+        if p.stage is Stage.DONE:
             self.clear()
             return
-        frac = min(max(done / total, 0.0), 1.0) if total else 1.0
-        n = 24
-        filled = int(round(frac * n))
-        line = f"{stage:<14} [{'#' * filled}{'.' * (n - filled)}] {done}/{total} {time.monotonic() - self.t0:6.1f}s"
-        try:
-            if self.tty:
-                self.stream.write("\r" + line.ljust(self._open))
-                self._open = len(line)
-            else:
-                key = (stage, int(done >= total))
-                if key == self._last:
-                    return
-                self._last = key
-                self.stream.write(line + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            self.enabled = False
+        key = (p.stage, p.run, p.total)
+        if key != self._key:
+            self.clear()
+            desc = (f"spectra {p.run + 1}/{p.runs}" if p.stage is Stage.SPECTRA else p.stage.value)
+            self._bar = tqdm(total=max(p.total, 1), desc=desc, unit="epoch" if p.stage is Stage.SPECTRA
+                             else "run", file=sys.stderr, leave=False, dynamic_ncols=True,
+                             mininterval=0.2)
+            self._key = key
+        if self._bar is not None:
+            self._bar.n = min(p.done, self._bar.total)
+            self._bar.refresh()
 
     def clear(self) -> None:
-        """Ends the bar line so the next message starts on a fresh line."""
-        if self._open:
+        """Closes the current bar so the next message starts on a fresh line."""
+        if self._bar is not None:
             try:
-                self.stream.write("\r" + " " * self._open + "\r")
-                self.stream.flush()
+                self._bar.close()
             except (OSError, ValueError):
-                pass
-            self._open = 0
+                self.enabled = False
+            self._bar = None
+            self._key = None
 
 
 class _NoticeHandler(logging.Handler):
@@ -268,7 +256,7 @@ class _Session:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.bar = _Progress(sys.stderr, enabled=not args.quiet)
+        self.bar = _Progress(enabled=not args.quiet)
         self.handler = _NoticeHandler(self.bar)
         self.store = None
 
@@ -280,8 +268,6 @@ class _Session:
 
     def open_store(self):
         """The results store, or None with --no-cache."""
-        import runner
-
         cache_dir = Path(self.args.cache_dir).expanduser() if self.args.cache_dir else None
         if self.args.no_cache:
             # Nothing is written: neither results nor compiled programs. No store object
@@ -289,8 +275,8 @@ class _Session:
             # without a directory resolves default_cache_dir(), which creates directories.
             self.store = None
         else:
-            runner.configure_jax_cache(cache_dir / "jax-compile" if cache_dir is not None else None)
-            self.store = runner.open_store(cache_dir)
+            _run.configure_jax_cache(cache_dir / "jax-compile" if cache_dir is not None else None)
+            self.store = _run.open_store(cache_dir)
         return self.store
 
     def __exit__(self, *exc: object) -> None:
@@ -320,7 +306,7 @@ def _list(a: Any) -> list:
     return [_list(row) for row in a]
 
 
-def normalization_note(config: nc.ExperimentConfig) -> str:
+def normalization_note(config: ExperimentConfig) -> str:
     return (f"eigenvalues (lambda_max, topk, trace) are of the raw traced empirical NTK Θ: the mean over "
             f"the 10 logits of ∇θf_k(x_i)·∇θf_k(x_j), summed over parameters, NOT divided by n "
             f"(n = n_train = {config.n_train}; divide by n for Θ/n), in the {config.parameterization} "
@@ -390,7 +376,7 @@ def _csv_num(x: Any) -> str:
     return repr(x) if math.isfinite(x) else ("NaN" if math.isnan(x) else ("inf" if x > 0 else "-inf"))
 
 
-def _sweep_value(cfg: nc.ExperimentConfig, vary: str) -> Any:
+def _sweep_value(cfg: ExperimentConfig, vary: str) -> Any:
     return getattr(cfg, _FIELD_OF_VARY.get(vary, vary))
 
 
@@ -427,14 +413,12 @@ def _write_stdout(text: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import runner
-
-    limits = nc.Limits.from_env()
-    config = nc.validate_config(_base_config(args), limits)  # fail fast, before touching the cache
+    limits = Limits.from_env()
+    config = validate_config(_base_config(args), limits)  # the CLI's one validation
     with _Session(args) as s:
         store = s.open_store()
         t0 = time.monotonic()
-        r = runner.run(config, store=store, limits=limits, progress=s.bar)
+        r = _run.run(config, limits, store=store, progress=s.bar)
         seconds = time.monotonic() - t0
         s.bar.clear()
         if args.json:
@@ -447,26 +431,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import runner
-
-    limits = nc.Limits.from_env()
+    limits = Limits.from_env()
     fmt = str(args.format).strip().lower()
     if fmt not in ("csv", "json"):
-        raise nc.ConfigError("format", args.format, "one of csv, json")
+        raise ConfigError("format", args.format, "one of csv, json")
     out_path = Path(args.output).expanduser() if args.output and args.output != "-" else None
     if out_path is not None and (out_path.is_dir() or not out_path.parent.is_dir()):
-        raise nc.ConfigError("output", args.output, "a file path in an existing directory")
+        raise ConfigError("output", args.output, "a file path in an existing directory")
     values = _split_values(args.values)
     vary = args.vary if args.vary is None else args.vary.strip().lower()
-    # Validates vary, values and the base config, before touching the cache.
-    configs = runner.sweep_configs(_base_config(args), vary, values, limits)
-    if len(configs) > limits.max_grid:
-        raise nc.ConfigError("values", values, f"at most {limits.max_grid} sweep points", limits.max_grid)
+    # The CLI's one validation: the base config, then vary and every value.
+    base = validate_config(_base_config(args), limits)
+    configs = _run.sweep_configs(base, vary, values, limits)
     with _Session(args) as s:
         store = s.open_store()
         t0 = time.monotonic()
-        results = runner.run_sweep(_base_config(args), vary, values, store=store, limits=limits,
-                                   progress=s.bar)
+        results = _run.run_configs(configs, limits, store=store, progress=s.bar)
         seconds = time.monotonic() - t0
         s.bar.clear()
         for note in dict.fromkeys(r.notice for r in results if r.notice):
@@ -488,7 +468,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flag_for(exc: nc.ConfigError, args: argparse.Namespace | None) -> str:
+def _flag_for(exc: ConfigError, args: argparse.Namespace | None) -> str:
     vary = getattr(args, "vary", None)
     if (vary and exc.param in (vary, _FIELD_OF_VARY.get(vary, vary)) and exc.param != "vary"
             and exc.value in _split_values(getattr(args, "values", None))):
@@ -508,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
         except (AttributeError, ValueError, OSError):
             pass
+    tune_allocator()  # process setup: a sweep allocates and frees hundreds of MB
     parser = build_parser()
     args = None
     try:
@@ -516,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         _say(str(exc))
         return 2
-    except nc.ConfigError as exc:
+    except ConfigError as exc:
         flag = _flag_for(exc, args)
         cmd = f" {args.command}" if args is not None else ""
         _say(f"{cmd.strip() + ': ' if cmd else ''}error: {flag + ': ' if flag else ''}{exc}")
@@ -534,4 +515,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:  # e.g. --output on a full disk
         _say(f"error: {exc}")
+        return 1
+    except Exception as exc:  # anything else: one line, never a traceback unless --debug
+        if getattr(args, "debug", False) or "--debug" in argv:
+            traceback.print_exc()
+        _say(f"error: unexpected {type(exc).__name__}: {str(exc)[:500]} (run with --debug for the "
+             "traceback)")
         return 1

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 import ntk_core as nc
+import runner
 from ui.params import NORM_PER_N
 
 PARAM_LABEL = {"standard": "standard", "ntk": "NTK"}
@@ -23,7 +24,7 @@ def kernel_name(norm: str) -> str:
     return "Θ/n" if norm == NORM_PER_N else "Θ"
 
 
-def scale(config: nc.ExperimentConfig, norm: str) -> float:
+def scale(config: runner.ExperimentConfig, norm: str) -> float:
     """Factor turning raw Θ eigenvalues/trace into the displayed normalisation."""
     return 1.0 / config.n_train if norm == NORM_PER_N else 1.0
 
@@ -153,9 +154,9 @@ def width_frame(results, widths: Sequence[int], references: Sequence[dict | None
             lam.append(np.nan), tr.append(np.nan), er.append(np.nan)
             continue
         s = scale(r.config, norm)
-        topk = np.asarray(ref["topk"], dtype=float)
+        topk = np.asarray(ref.topk, dtype=float)
         lam.append(float(topk[0]) * s)
-        tr.append(float(ref["trace"]) * s)
+        tr.append(float(ref.trace) * s)
         er.append(nc.effective_rank(topk))
     df["analytic_lambda_max"] = lam
     df["analytic_trace"] = tr
@@ -167,11 +168,11 @@ def width_frame(results, widths: Sequence[int], references: Sequence[dict | None
 
 def _spectrum_points(spec: dict) -> tuple[np.ndarray, np.ndarray]:
     """(eigenvalue, weight) pairs of a spectrum_at result, raw Θ, weights summing to 1."""
-    if spec["method"] == "dense":
-        lam = np.asarray(spec["eigenvalues"], dtype=float)
+    if spec.method == "dense":
+        lam = np.asarray(spec.eigenvalues, dtype=float)
         return lam, np.full(lam.size, 1.0 / max(lam.size, 1))
-    nodes = np.asarray(spec["nodes"], dtype=float)
-    return nodes, np.asarray(spec["weights"], dtype=float)
+    nodes = np.asarray(spec.nodes, dtype=float)
+    return nodes, np.asarray(spec.weights, dtype=float)
 
 
 def cdf_frame(specs: Sequence[dict], labels: Sequence[str], configs, norm: str,
@@ -184,7 +185,7 @@ def cdf_frame(specs: Sequence[dict], labels: Sequence[str], configs, norm: str,
     frames = []
     for spec, lab, cfg in zip(specs, labels, configs):
         lam, w = _spectrum_points(spec)
-        if spec["method"] == "dense":
+        if spec.method == "dense":
             t, F = nc.empirical_cdf(lam)
         else:
             order = np.argsort(lam)
@@ -195,7 +196,7 @@ def cdf_frame(specs: Sequence[dict], labels: Sequence[str], configs, norm: str,
         if t.size > max_points:  # thin evenly in rank, keep both ends
             idx = np.unique(np.linspace(0, t.size - 1, max_points).round().astype(int))
             t, F = t[idx], F[idx]
-        frames.append(pd.DataFrame({"series": lab, "method": spec["method"],
+        frames.append(pd.DataFrame({"series": lab, "method": spec.method,
                                     "eigenvalue": t, "cdf": F}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["series", "method", "eigenvalue", "cdf"])
@@ -231,8 +232,8 @@ def cumshare_frame(specs: Sequence[dict], labels: Sequence[str]) -> pd.DataFrame
     """Long frame (series, j, share): share of the exact trace in the top-j eigenvalues."""
     frames = []
     for spec, lab in zip(specs, labels):
-        topk = np.asarray(spec["topk"], dtype=float)
-        share = nc.cumulative_share(topk, spec["trace"])
+        topk = np.asarray(spec.topk, dtype=float)
+        share = nc.cumulative_share(topk, spec.trace)
         frames.append(pd.DataFrame({"series": lab, "j": np.arange(1, topk.size + 1),
                                     "cumulative_share": share}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
@@ -244,10 +245,10 @@ def spectrum_summary(specs: Sequence[dict], labels: Sequence[str], configs, norm
     rows = []
     for spec, lab, cfg in zip(specs, labels, configs):
         s = scale(cfg, norm)
-        topk = np.asarray(spec["topk"], dtype=float)
-        rows.append({"series": lab, "method": spec["method"], "epoch": spec["epoch"],
-                     "lambda_1": topk[0] * s, "trace": float(spec["trace"]) * s,
-                     "lambda1_share_of_trace": float(topk[0] / spec["trace"]),
+        topk = np.asarray(spec.topk, dtype=float)
+        rows.append({"series": lab, "method": spec.method, "epoch": spec.epoch,
+                     "lambda_1": topk[0] * s, "trace": float(spec.trace) * s,
+                     "lambda1_share_of_trace": float(topk[0] / spec.trace),
                      "effective_rank_topk": nc.effective_rank(topk)})
     return pd.DataFrame(rows)
 

@@ -9,16 +9,18 @@ Results come from the runner's disk cache; nothing here adds another cache.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
 
-import ntk_core as nc
 import runner
 from ui.progress import Reporter
-from ui.sidebar import store
+from ui.sidebar import current, store
+
+_log = logging.getLogger(__name__)
 
 
 def cache_summary(statuses: Sequence[str]) -> str:
@@ -34,15 +36,24 @@ def cache_summary(statuses: Sequence[str]) -> str:
     return ", ".join(parts) or "nothing to do"
 
 
+def _limits() -> runner.Limits:
+    """The limits the sidebar read for this script run (validated once, there)."""
+    return current().limits
+
+
 def _guarded(rep: Reporter, label: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except nc.ConfigError as exc:
+    except runner.ConfigError as exc:
         rep.fail(f"{label}: invalid setting")
         st.error(f"Invalid setting — {exc}")
     except Exception as exc:  # any engine failure becomes a message, never a traceback
         rep.fail(f"{label}: failed")
-        st.error(f"{label} failed — {type(exc).__name__}: {exc}")
+        _log.exception("%s failed", label)  # the details go to the server log
+        if _limits().is_hosted:  # visitors of a hosted demo see no exception details
+            st.error(f"{label} failed. The error was logged on the server; try a smaller setting.")
+        else:
+            st.error(f"{label} failed — {type(exc).__name__}: {exc}")
     return None
 
 
@@ -55,10 +66,10 @@ def _finish(rep: Reporter, label: str, statuses: Sequence[str],
     rep.complete(text)
 
 
-def run(config: nc.ExperimentConfig, label: str = "Training run"):
+def run(config: runner.ExperimentConfig, label: str = "Training run"):
     """One training run with per-epoch top-k spectra, or None on failure."""
     rep = Reporter(label)
-    r = _guarded(rep, label, lambda: runner.run(config, store=store(), progress=rep.callback))
+    r = _guarded(rep, label, lambda: runner.run(config, _limits(), store=store(), progress=rep.callback))
     if r is not None:
         _finish(rep, label, [r.status])
     return r
@@ -74,17 +85,17 @@ def _steps(vary: str, values: Sequence[Any]) -> int:
 
 
 def _sweep_work(rep: Reporter, config, vary: str, values: Sequence[Any], first_step: int = 0):
-    runner.sweep_configs(config, vary, list(values))  # validates every point before any work
+    configs = runner.sweep_configs(config, vary, list(values), _limits())  # the values' validation
     if vary not in _PER_POINT:  # one vmapped program for all points
-        return runner.run_sweep(config, vary, list(values), store=store(), progress=rep.callback)
+        return runner.run_configs(configs, _limits(), store=store(), progress=rep.callback)
     out = []
-    for i, v in enumerate(values):
+    for i, (v, c) in enumerate(zip(values, configs)):
         rep.step(first_step + i, f"{vary}={v:g}")
-        out += runner.run_sweep(config, vary, [v], store=store(), progress=rep.callback)
+        out += runner.run_configs([c], _limits(), store=store(), progress=rep.callback)
     return out
 
 
-def sweep(config: nc.ExperimentConfig, vary: str, values: Sequence[Any], label: str):
+def sweep(config: runner.ExperimentConfig, vary: str, values: Sequence[Any], label: str):
     """One-axis sweep (list of RunResult, in the order of ``values``) or None."""
     rep = Reporter(label, steps=_steps(vary, values))
     rs = _guarded(rep, label, lambda: _sweep_work(rep, config, vary, values))
@@ -98,7 +109,7 @@ class SpectraOutcome:
     """Runs plus the whole spectrum of each at one epoch.
 
     Attributes:
-      results: RunResult per item; spectra: spectrum_at dict per item, None where it
+      results: RunResult per item; spectra: runner.SpectrumResult per item, None where it
         failed; epochs: the epoch actually used per item; notes: remarks for the user;
       errors: failures of single spectra (the others are still shown).
     """
@@ -139,16 +150,18 @@ def _spectra_for(rep: Reporter, results, epochs, labels, offset: int) -> Spectra
         if note:
             out.notes.append(f"{lab}: {note}.")
         try:
-            spec = runner.spectrum_at(r.config, e, store=store(), progress=rep.callback)
+            spec = runner.spectrum_at(r.config, e, _limits(), store=store(), progress=rep.callback)
         except Exception as exc:  # one failed spectrum must not hide the others
-            out.errors.append(f"{lab}: whole spectrum failed — {type(exc).__name__}: {exc}")
+            _log.exception("whole spectrum of %s failed", lab)
+            out.errors.append(f"{lab}: whole spectrum failed" + (
+                "" if _limits().is_hosted else f" — {type(exc).__name__}: {exc}"))
             spec = None
         out.spectra.append(spec)
         out.epochs.append(e)
     return out
 
 
-def sweep_spectra(config: nc.ExperimentConfig, vary: str, values: Sequence[Any], epoch: int,
+def sweep_spectra(config: runner.ExperimentConfig, vary: str, values: Sequence[Any], epoch: int,
                   labels: Sequence[str], label: str) -> SpectraOutcome | None:
     """A sweep, then the whole spectrum of every point at ``epoch``."""
     first = _steps(vary, values)
@@ -161,11 +174,11 @@ def sweep_spectra(config: nc.ExperimentConfig, vary: str, values: Sequence[Any],
     out = _guarded(rep, label, work)
     if out is not None:
         _finish(rep, label, [r.status for r in out.results],
-                [s["status"] for s in out.spectra if s])
+                [s.status for s in out.spectra if s])
     return out
 
 
-def spectra(items: Sequence[tuple[str, nc.ExperimentConfig, int]], label: str) -> SpectraOutcome | None:
+def spectra(items: Sequence[tuple[str, runner.ExperimentConfig, int]], label: str) -> SpectraOutcome | None:
     """(label, config, epoch) items → each run and its whole spectrum at that epoch."""
     rep = Reporter(label, steps=2 * len(items))
 
@@ -173,14 +186,14 @@ def spectra(items: Sequence[tuple[str, nc.ExperimentConfig, int]], label: str) -
         rs = []
         for i, (_, cfg, _) in enumerate(items):
             rep.step(i, f"training {items[i][0]}")
-            rs.append(runner.run(cfg, store=store(), progress=rep.callback))
+            rs.append(runner.run(cfg, _limits(), store=store(), progress=rep.callback))
         return _spectra_for(rep, rs, [e for _, _, e in items], [lab for lab, _, _ in items],
                             len(items))
 
     out = _guarded(rep, label, work)
     if out is not None:
         _finish(rep, label, [r.status for r in out.results],
-                [s["status"] for s in out.spectra if s])
+                [s.status for s in out.spectra if s])
     return out
 
 
@@ -193,7 +206,7 @@ class WidthOutcome:
     notes: list = dataclasses.field(default_factory=list)
 
 
-def width_sweep(config: nc.ExperimentConfig, widths: Sequence[int], label: str) -> WidthOutcome | None:
+def width_sweep(config: runner.ExperimentConfig, widths: Sequence[int], label: str) -> WidthOutcome | None:
     """Sweep over widths, plus ``runner.analytic_reference`` (per width in standard
     parameterization, where the expectation depends on width; once in NTK)."""
     rep = Reporter(label, steps=len(widths) + 1)
@@ -204,11 +217,11 @@ def width_sweep(config: nc.ExperimentConfig, widths: Sequence[int], label: str) 
         out = WidthOutcome(results=rs, references=[])
         try:
             if config.parameterization == "ntk":
-                ref = runner.analytic_reference(rs[0].config, store=store())
+                ref = runner.analytic_reference(rs[0].config, _limits(), store=store())
                 out.references = [ref] * len(rs)
             else:
-                out.references = [runner.analytic_reference(r.config, store=store()) for r in rs]
-        except nc.ConfigError as exc:
+                out.references = [runner.analytic_reference(r.config, _limits(), store=store()) for r in rs]
+        except runner.ConfigError as exc:
             out.references = [None] * len(rs)
             out.notes.append(f"No analytic reference: {exc}")
         return out
@@ -216,7 +229,7 @@ def width_sweep(config: nc.ExperimentConfig, widths: Sequence[int], label: str) 
     out = _guarded(rep, label, work)
     if out is not None:
         _finish(rep, label, [r.status for r in out.results],
-                [ref["status"] for ref in {id(x): x for x in out.references if x}.values()],
+                [ref.status for ref in {id(x): x for x in out.references if x}.values()],
                 "analytic reference")
     return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import ntk_core as nc
+import runner
 from ui.data import PARAM_LABEL, kernel_name
 from ui.params import parse_number_list
 
@@ -32,6 +32,6 @@ def number_list(text: str, name: str, *, integer: bool = False, max_count: int |
     """Parses an editable list of sweep values; shows st.error and returns None if invalid."""
     try:
         return parse_number_list(text, name, integer=integer, max_count=max_count)
-    except nc.ConfigError as exc:
+    except runner.ConfigError as exc:
         st.error(f"Invalid setting — {exc}")
         return None

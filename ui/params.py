@@ -2,9 +2,10 @@
 
 Pure Python (no Streamlit): the URL checks and list parsing are unit-testable.
 
-Every value that can come from a URL goes through :func:`ntk_core.validate_config`,
+Every value that can come from a URL goes through :func:`runner.validate_config`,
 so the message a user sees names the parameter, its allowed range and the nearest
-allowed value exactly as the CLI and the API would.
+allowed value exactly as the CLI and the API would; the widgets' bounds come from
+:func:`runner.bounds`, the same source validation uses.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import ntk_core as nc
+import runner
+from runner import ConfigError, ExperimentConfig, Limits
 
 # Displayed kernel normalisation: raw Θ, or Θ/n (divide eigenvalues and trace by n).
 NORM_RAW = "Θ"
 NORM_PER_N = "Θ/n"
 NORMS = (NORM_RAW, NORM_PER_N)
 
-# Bundled MNIST pool (training + validation come out of it) and the default validation size.
-_POOL = 10_000
-_HARD_MAX_SEED = 2**31 - 1
 LR_MIN = 1e-6  # the engine allows any lr > 0; the widget needs a closed lower bound
 
 
@@ -67,38 +66,39 @@ class Field:
         return self.key
 
 
-def max_samples(limits: nc.Limits) -> int:
-    return min(limits.max_n, _POOL - nc.ExperimentConfig().n_val)
+def max_samples(limits: Limits) -> int:
+    """Largest n the sidebar offers (bundled pool, default n_val): from runner.bounds."""
+    return runner.bounds(limits).n_train[1]
 
 
-def fields(limits: nc.Limits) -> tuple[Field, ...]:
-    """All sidebar controls, in display order, with bounds from ``limits``."""
-    max_n = max_samples(limits)
+def fields(limits: Limits) -> tuple[Field, ...]:
+    """All sidebar controls, in display order, with bounds from ``runner.bounds(limits)``."""
+    b = runner.bounds(limits)
+    max_n = b.n_train[1]
     return (
-        Field("width", "width", "int", "Hidden width", min(128, limits.max_width), 1,
-              limits.max_width, step=1, help="Hidden units of the one-hidden-layer ReLU MLP."),
+        Field("width", "width", "int", "Hidden width", min(128, b.width[1]), *b.width, step=1,
+              help="Hidden units of the one-hidden-layer ReLU MLP."),
         Field("param", "parameterization", "choice", "Parameterization", "standard",
               options=("standard", "ntk"), labels=("standard", "NTK"),
               help="standard: PyTorch nn.Linear default, weights and biases ~ U(±1/√fan_in); "
                    "NTK: raw parameters ~ N(0, 1) with σ_w/√fan_in applied in the forward pass."),
-        Field("samples", "n_train", "int", "Samples n", min(1000, max_n), 2, max_n,
-              step=100, help="Training samples: a class-stratified MNIST subsample; the kernel is n × n."),
-        Field("seed", "seed", "int", "Seed", 0, 0, _HARD_MAX_SEED, step=1,
+        Field("samples", "n_train", "int", "Samples n", min(1000, max_n), *b.n_train, step=100,
+              help="Training samples: a class-stratified MNIST subsample; the kernel is n × n."),
+        Field("seed", "seed", "int", "Seed", 0, *b.seed, step=1,
               help="Seeds the data split, the initialization and the minibatch order."),
-        Field("epochs", "epochs", "int", "Epochs", min(20, limits.max_epochs), 1,
-              limits.max_epochs, step=1),
-        Field("lr", "lr", "float", "Learning rate η", 0.1, LR_MIN, 100.0, step=0.01),
+        Field("epochs", "epochs", "int", "Epochs", min(20, b.epochs[1]), *b.epochs, step=1),
+        Field("lr", "lr", "float", "Learning rate η", 0.1, LR_MIN, b.lr[1], step=0.01),
         Field("opt", "optimizer", "choice", "Optimizer", "sgd", options=("sgd", "adam"),
               labels=("SGD", "Adam")),
-        Field("batch", "batch_size", "int", "Batch size (0 = full batch)", 0, 0, max_n, step=50,
+        Field("batch", "batch_size", "int", "Batch size (0 = full batch)", 0, *b.batch_size, step=50,
               help="Minibatch size; 0, or any value ≥ n, trains full batch."),
         Field("reg", "reg", "choice", "Regularization", "none", options=("none", "l1", "l2"),
               labels=("none", "L1", "L2"),
               help="Penalty on the weights (biases are not penalized): λ‖W‖₁ or λ‖W‖²."),
-        Field("l", "reg_strength", "float", "Strength λ", 1e-3, 0.0, 100.0, step=1e-4,
+        Field("l", "reg_strength", "float", "Strength λ", 1e-3, *b.reg_strength, step=1e-4,
               help="Ignored when regularization is none."),
-        Field("topk", "top_k", "int", "Top-k eigenvalues", min(10, limits.max_topk), 1,
-              limits.max_topk, step=1, help="Eigenvalues tracked at every epoch."),
+        Field("topk", "top_k", "int", "Top-k eigenvalues", min(10, b.top_k[1]), *b.top_k, step=1,
+              help="Eigenvalues tracked at every epoch."),
         Field("norm", None, "choice", "Kernel normalization", NORM_RAW, options=NORMS,
               help="Display only: Θ is the raw traced kernel; Θ/n divides eigenvalues and "
                    "trace by the number of training samples n."),
@@ -109,12 +109,12 @@ URL_KEYS = ("width", "samples", "reg", "l", "epochs", "lr", "opt", "batch", "see
             "norm", "param")
 
 
-def defaults(limits: nc.Limits) -> dict[str, Any]:
+def defaults(limits: Limits) -> dict[str, Any]:
     """URL key → default widget value."""
     return {f.key: f.default for f in fields(limits)}
 
 
-def default_config(limits: nc.Limits) -> nc.ExperimentConfig:
+def default_config(limits: Limits) -> ExperimentConfig:
     return config_from_values(defaults(limits), limits)
 
 
@@ -171,7 +171,7 @@ def _match_choice(f: Field, value: str) -> str | None:
     return None
 
 
-def check_url(raw: Mapping[str, Any], limits: nc.Limits) -> tuple[list[UrlIssue], dict[str, Any]]:
+def check_url(raw: Mapping[str, Any], limits: Limits) -> tuple[list[UrlIssue], dict[str, Any]]:
     """Validates the whitelisted query parameters, each on its own.
 
     Only :data:`URL_KEYS` are read; everything else in ``raw`` is ignored.
@@ -203,8 +203,8 @@ def check_url(raw: Mapping[str, Any], limits: nc.Limits) -> tuple[list[UrlIssue]
         if f.field == "reg_strength":
             probe["reg"] = "l2"
         try:
-            parsed = getattr(nc.validate_config(probe, limits), f.field)
-        except nc.ConfigError as exc:
+            parsed = getattr(runner.validate_config(probe, limits), f.field)
+        except ConfigError as exc:
             issues.append(UrlIssue(key, f.shown_name, value, exc.allowed, exc.suggestion))
             continue
         if f.kind == "choice":
@@ -222,7 +222,7 @@ def check_url(raw: Mapping[str, Any], limits: nc.Limits) -> tuple[list[UrlIssue]
     return issues, accepted
 
 
-def config_from_values(values: Mapping[str, Any], limits: nc.Limits) -> nc.ExperimentConfig:
+def config_from_values(values: Mapping[str, Any], limits: Limits) -> ExperimentConfig:
     """Widget values (by URL key) → validated ExperimentConfig.
 
     A batch size ≥ n means full batch (0). Raises ConfigError for anything else
@@ -239,7 +239,7 @@ def config_from_values(values: Mapping[str, Any], limits: nc.Limits) -> nc.Exper
                 mapping["batch_size"] = 0
         except (TypeError, ValueError):
             pass  # validate_config reports it
-    return nc.validate_config(mapping, limits)
+    return runner.validate_config(mapping, limits)
 
 
 def parse_number_list(text: str, name: str, *, integer: bool = False,
@@ -255,23 +255,23 @@ def parse_number_list(text: str, name: str, *, integer: bool = False,
     kind = "integers" if integer else "numbers"
     allowed = f"comma-separated {kind}" + (f", at most {max_count}" if max_count else "")
     if not parts:
-        raise nc.ConfigError(name, text, allowed)
+        raise ConfigError(name, text, allowed)
     out: list[Any] = []
     for p in parts:
         try:
             v = float(p)
         except ValueError:
-            raise nc.ConfigError(name, p.strip(), allowed) from None
+            raise ConfigError(name, p.strip(), allowed) from None
         if not math.isfinite(v):
-            raise nc.ConfigError(name, p.strip(), allowed)
+            raise ConfigError(name, p.strip(), allowed)
         if integer:
             if v != int(v):
-                raise nc.ConfigError(name, p.strip(), allowed, int(round(v)))
+                raise ConfigError(name, p.strip(), allowed, int(round(v)))
             v = int(v)
         if v not in out:
             out.append(v)
     if max_count is not None and len(out) > max_count:
-        raise nc.ConfigError(name, len(out), allowed, max_count)
+        raise ConfigError(name, len(out), allowed, max_count)
     return out
 
 

@@ -1,44 +1,10 @@
-"""Turns the runner's ``progress(stage, done, total)`` callback into st.status + st.progress."""
+"""Turns the runner's ``progress(runner.Progress)`` callback into st.status + st.progress."""
 
 from __future__ import annotations
 
-import re
-from typing import Callable
-
 import streamlit as st
 
-Progress = Callable[[str, int, int], None]
-
-_SPECTRA = re.compile(r"spectra (\d+)/(\d+)")
-
-
-def fraction(stage: str, done: int, total: int) -> float:
-    """Overall completion in [0, 1] for one runner call.
-
-    The runner reports "training" (done/total runs), then "spectra i/N" (epochs of run
-    i of N) and finally "done"; training counts as the first half of the work.
-    """
-    if stage == "done":
-        return 1.0
-    total = max(int(total), 1)
-    part = min(max(done / total, 0.0), 1.0)
-    m = _SPECTRA.fullmatch(stage)
-    if m:
-        i, n = int(m.group(1)), max(int(m.group(2)), 1)
-        return 0.5 + 0.5 * min(((i - 1) + part) / n, 1.0)
-    return 0.5 * part
-
-
-def describe(stage: str, done: int, total: int) -> str:
-    if stage == "done":
-        return "done"
-    if stage == "training":
-        return (f"training {done}/{total} runs (one compiled program per shape; "
-                "the first time takes a few seconds)")
-    m = _SPECTRA.fullmatch(stage)
-    if m:
-        return f"kernel spectra of run {m.group(1)}/{m.group(2)}: epoch {done}/{total}"
-    return f"{stage}: {done}/{total}"
+import runner
 
 
 class Reporter:
@@ -60,10 +26,10 @@ class Reporter:
         self._step = min(max(int(index), 0), self.steps - 1)
         self.bar.progress(self._step / self.steps, text=text or "…")
 
-    def callback(self, stage: str, done: int, total: int) -> None:
-        f = (self._step + fraction(stage, done, total)) / self.steps
+    def callback(self, p: runner.Progress) -> None:
+        f = (self._step + p.fraction) / self.steps
         prefix = f"step {self._step + 1}/{self.steps}: " if self.steps > 1 else ""
-        self.bar.progress(min(max(f, 0.0), 1.0), text=prefix + describe(stage, done, total))
+        self.bar.progress(min(max(f, 0.0), 1.0), text=prefix + p.describe())
 
     def complete(self, label: str) -> None:
         self.bar.progress(1.0, text="done")

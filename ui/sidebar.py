@@ -18,7 +18,6 @@ from typing import Any, Iterator
 
 import streamlit as st
 
-import ntk_core as nc
 import runner
 from ui import params as P
 
@@ -39,9 +38,9 @@ class View:
       limits: resource caps in force.
     """
 
-    config: nc.ExperimentConfig
+    config: runner.ExperimentConfig
     norm: str
-    limits: nc.Limits
+    limits: runner.Limits
 
     @property
     def per_n(self) -> bool:
@@ -53,7 +52,8 @@ def _cache_dir() -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _configure_jax(directory: str) -> bool:
+def _setup_process(directory: str) -> bool:
+    runner.tune_allocator()  # a long-lived server: hand freed memory back to the OS
     runner.configure_jax_cache()
     return True
 
@@ -69,8 +69,20 @@ def store():
 
 
 def setup() -> None:
-    """One-time process setup: JAX's persistent compilation cache."""
-    _configure_jax(_cache_dir())
+    """One-time process setup: glibc allocator tuning and JAX's persistent compilation cache."""
+    _setup_process(_cache_dir())
+
+
+def read_limits() -> runner.Limits:
+    """The resource caps from the ``NTK_*`` environment; a bad value stops every page with
+    a message naming the variable and its allowed values (never a traceback)."""
+    try:
+        return runner.Limits.from_env()
+    except runner.ConfigError as exc:
+        st.error(f"The server's configuration is invalid: environment variable {exc}. "
+                 "Fix it and restart the app.", icon="⚠️")
+        st.stop()
+        raise  # not reached: st.stop() ends the script run
 
 
 def page_config() -> None:
@@ -105,7 +117,7 @@ def render() -> View:
 
     Also writes any URL or config problems at the top of the main area.
     """
-    limits = nc.Limits.from_env()
+    limits = read_limits()
     specs = {f.key: f for f in P.fields(limits)}
 
     # 1. Untrusted URL values: whitelist + validate before the widgets read them.
@@ -134,7 +146,7 @@ def render() -> View:
     try:
         config = P.config_from_values(values, limits)
         st.session_state[_LAST_VALID_KEY] = config
-    except nc.ConfigError as exc:
+    except runner.ConfigError as exc:
         config = st.session_state.get(_LAST_VALID_KEY) or _safe_default(limits)
         messages.append(("error", f"Invalid setting: {exc}. Using the last valid configuration "
                                   f"({_describe(config)})."))
@@ -163,17 +175,17 @@ def render() -> View:
     return View(config=config, norm=values.get("norm", P.NORM_RAW), limits=limits)
 
 
-def _safe_default(limits: nc.Limits) -> nc.ExperimentConfig:
+def _safe_default(limits: runner.Limits) -> runner.ExperimentConfig:
     """The default config; if even that breaks the limits (tiny memory caps), the raw
     defaults, so the pages can still render and report the runner's error."""
     try:
         return P.default_config(limits)
-    except nc.ConfigError:
-        return nc.ExperimentConfig(**{f.field: f.default for f in P.fields(limits)
+    except runner.ConfigError:
+        return runner.ExperimentConfig(**{f.field: f.default for f in P.fields(limits)
                                       if f.field is not None})
 
 
-def _describe(c: nc.ExperimentConfig) -> str:
+def _describe(c: runner.ExperimentConfig) -> str:
     return (f"width={c.width}, n={c.n_train}, epochs={c.epochs}, lr={c.lr:g}, "
             f"{c.optimizer}, seed={c.seed}, top-k={c.top_k}")
 

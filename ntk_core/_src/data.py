@@ -8,13 +8,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
-import hashlib
+import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pooch
 
-from ntk_core._src.config import ConfigError
+_log = logging.getLogger(__name__)
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "data" / "mnist"
 
@@ -81,14 +84,6 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _to_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = images.reshape(images.shape[0], INPUT_DIM).astype(np.float32) / np.float32(255.0)
     return x, labels.astype(np.int32)
@@ -103,7 +98,7 @@ def load_bundled(data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """
     d = Path(data_dir) if data_dir else BUNDLED_DIR
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        if _sha256(d / name) != MNIST_FILES[name]:
+        if pooch.file_hash(str(d / name), alg="sha256") != MNIST_FILES[name]:
             raise ValueError(f"bundled MNIST file {d / name} fails its sha256 check")
     return _to_arrays(_read_idx(d / "t10k-images-idx3-ubyte.gz"),
                       _read_idx(d / "t10k-labels-idx1-ubyte.gz"))
@@ -130,8 +125,6 @@ def fetch_full(cache_dir: str | Path | None = None, mirrors: tuple[str, ...] | N
     Raises:
       DataUnavailable: when some file could not be fetched from any mirror.
     """
-    import pooch  # imported lazily: offline use never needs it
-
     mirrors = mirrors_from_env() if mirrors is None else mirrors
     target = Path(cache_dir) if cache_dir else Path(pooch.os_cache("ntk-explorer")) / "mnist"
     paths: dict[str, Path] = {}
@@ -164,11 +157,26 @@ def _load_full_cached(cache_dir: str | None, mirrors: tuple[str, ...]) -> tuple[
     return np.concatenate(xs), np.concatenate(ys), note
 
 
+# How long a failed download of the full set is remembered before it is tried again: a
+# page or sweep asks for many splits, and each retry would wait on every dead mirror.
+FAILURE_TTL_S = 600.0
+_FAILURES: dict[tuple, tuple[float, str]] = {}
+_FAILURES_LOCK = threading.Lock()
+
+
+def forget_download_failures() -> None:
+    """Clears the remembered download failures (the next request tries the mirrors again)."""
+    with _FAILURES_LOCK:
+        _FAILURES.clear()
+
+
 def load_pool(dataset: str = "bundled", *, cache_dir: str | None = None,
               mirrors: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, str, str]:
     """Loads the pool of images a split is drawn from.
 
-    ``"full"`` falls back to the bundled set with a notice when no mirror works.
+    ``"full"`` falls back to the bundled set with a notice when no mirror works. A failure
+    is remembered for :data:`FAILURE_TTL_S` seconds: requests in that window fall back at
+    once (and say when the mirrors will be tried again) instead of retrying every mirror.
 
     Returns:
       (x, labels, source, notice): x (N, 784) float32, labels (N,) int32, the source
@@ -178,12 +186,25 @@ def load_pool(dataset: str = "bundled", *, cache_dir: str | None = None,
         x, y = load_bundled()
         return x, y, "bundled", ""
     if dataset != "full":
-        raise ConfigError("dataset", dataset, "one of bundled, full")
+        raise ValueError(f"dataset={dataset!r}: expected 'bundled' or 'full'")
     mirrors = mirrors_from_env() if mirrors is None else tuple(mirrors)
+    key = (cache_dir, mirrors)
+    with _FAILURES_LOCK:
+        failed = _FAILURES.get(key)
+    now = time.monotonic()
+    if failed is not None and now - failed[0] < FAILURE_TTL_S:
+        x, y = load_bundled()
+        wait = FAILURE_TTL_S - (now - failed[0])
+        return x, y, "bundled", (f"full MNIST unavailable (download failed {now - failed[0]:.0f} s ago: "
+                                 f"{failed[1]}; mirrors are tried again in {wait:.0f} s); "
+                                 "using the bundled 10k test set")
     try:
         x, y, note = _load_full_cached(cache_dir, mirrors)
         return x, y, "full", note
     except DataUnavailable as exc:
+        with _FAILURES_LOCK:
+            _FAILURES[key] = (time.monotonic(), str(exc)[:300])
+        _log.warning("full MNIST unavailable, using the bundled set for %.0f s: %s", FAILURE_TTL_S, exc)
         x, y = load_bundled()
         return x, y, "bundled", f"full MNIST unavailable ({exc}); using the bundled 10k test set"
 
@@ -198,8 +219,7 @@ def stratified_split(labels: np.ndarray, n_train: int, n_val: int, seed: int) ->
     """
     total = labels.shape[0]
     if n_train + n_val > total:
-        raise ConfigError("n_train", n_train, f"integer in [2, {total - n_val}] "
-                          f"(pool of {total} images minus n_val={n_val})", max(total - n_val, 2))
+        raise ValueError(f"n_train={n_train} + n_val={n_val} exceeds the pool of {total} images")
     rng = np.random.default_rng(seed)
     classes = np.arange(NUM_CLASSES)
     counts = np.bincount(labels, minlength=NUM_CLASSES)

@@ -1,8 +1,12 @@
 """Experiment configuration, resource limits and input validation.
 
-Every entry point (Python API, CLI flags, URL query parameters) funnels through
-:func:`validate_config`, so a bad value gets the same message everywhere: it names
-the parameter, the allowed range and, where one exists, the nearest allowed value.
+This is the one place that knows the allowed range of every input. Each entry point
+(the Python API, CLI flags, URL query parameters / sidebar widgets) validates once, here,
+so a bad value gets the same message everywhere: it names the parameter, the allowed
+range and, where one exists, the nearest allowed value. Widget bounds are read from
+:func:`bounds`, never copied.
+
+The numerics in ``ntk_core`` know nothing of this: they take plain, already-checked values.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 REG_KINDS = ("none", "l1", "l2")
 OPTIMIZERS = ("sgd", "adam")
@@ -21,10 +25,14 @@ DATASETS = ("bundled", "full")
 
 # Upper bounds that hold whatever the environment says: beyond them the model or the
 # optimiser stops making sense, not just the machine.
-_HARD_MAX_WIDTH = 4096
-_HARD_MAX_LR = 100.0
-_HARD_MAX_REG = 100.0
-_HARD_MAX_SEED = 2**31 - 1
+HARD_MAX_WIDTH = 4096
+HARD_MAX_LR = 100.0
+HARD_MAX_REG = 100.0
+HARD_MAX_SEED = 2**31 - 1
+MIN_N_TRAIN = 2
+MIN_N_VAL = 10
+MAX_N_VAL = 10_000
+MAX_PATIENCE = 1_000
 
 
 class ConfigError(ValueError):
@@ -60,23 +68,27 @@ class Limits:
     """
 
     max_n: int = 60_000
-    max_width: int = _HARD_MAX_WIDTH
+    max_width: int = HARD_MAX_WIDTH
     max_epochs: int = 500
     max_topk: int = 100
     max_dense_n: int = 4_000
     max_grid: int = 16
     max_memory_mb: int = 6_000
+    is_hosted: bool = False  # hosted: visitors see no exception details
 
     @classmethod
     def hosted(cls) -> "Limits":
         return cls(max_n=5_000, max_width=1_024, max_epochs=100, max_topk=30,
-                   max_dense_n=2_000, max_grid=8, max_memory_mb=350)
+                   max_dense_n=2_000, max_grid=8, max_memory_mb=350, is_hosted=True)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Limits":
         env = os.environ if env is None else env
         flag = env.get("NTK_HOSTED", "").strip().lower()
-        hosted = flag in ("1", "true", "yes") or (flag == "" and _on_community_cloud())
+        if flag not in _TRUE + _FALSE + ("",):
+            raise ConfigError("NTK_HOSTED", env["NTK_HOSTED"], "1/true/yes/on, 0/false/no/off, "
+                              "or unset (auto-detect Streamlit Community Cloud)")
+        hosted = flag in _TRUE or (flag == "" and _on_community_cloud())
         base = cls.hosted() if hosted else cls()
         updates = {}
         for field, var in (("max_n", "NTK_MAX_N"), ("max_width", "NTK_MAX_WIDTH"),
@@ -86,9 +98,13 @@ class Limits:
             if var in env and env[var].strip():
                 updates[field] = _parse_int(var, env[var], 2 if field == "max_n" else 1, 10**9)
         limits = dataclasses.replace(base, **updates)
-        if limits.max_width > _HARD_MAX_WIDTH:
-            limits = dataclasses.replace(limits, max_width=_HARD_MAX_WIDTH)
+        if limits.max_width > HARD_MAX_WIDTH:
+            limits = dataclasses.replace(limits, max_width=HARD_MAX_WIDTH)
         return limits
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def _on_community_cloud() -> bool:
@@ -146,6 +162,42 @@ FIELDS = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
 
 # Pool sizes per dataset (training + validation must fit inside).
 POOL_SIZE = {"bundled": 10_000, "full": 70_000}
+
+
+class Bounds(NamedTuple):
+    """Inclusive (lo, hi) of every numeric field under some limits: the single source of
+    truth for validation AND for the sidebar widgets' bounds. ``lr``'s lower bound is
+    open (lr > 0)."""
+
+    width: tuple[int, int]
+    n_train: tuple[int, int]
+    n_val: tuple[int, int]
+    reg_strength: tuple[float, float]
+    lr: tuple[float, float]
+    epochs: tuple[int, int]
+    batch_size: tuple[int, int]
+    seed: tuple[int, int]
+    top_k: tuple[int, int]
+    patience: tuple[int, int]
+
+
+def bounds(limits: Limits, dataset: str = "bundled", n_val: int | None = None,
+           n_train: int | None = None) -> Bounds:
+    """Allowed ranges given the limits and, for the dependent fields, the dataset's pool,
+    n_val (training + validation must fit in the pool) and n_train (batch, top-k ≤ n).
+
+    With n_val/n_train omitted, the default n_val and the largest allowed n_train are
+    assumed (the widest range a single value can take on its own).
+    """
+    pool = POOL_SIZE[dataset]
+    n_val = ExperimentConfig.n_val if n_val is None else n_val
+    max_n = max(min(limits.max_n, pool - n_val), MIN_N_TRAIN)
+    n = max_n if n_train is None else n_train
+    return Bounds(width=(1, limits.max_width), n_train=(MIN_N_TRAIN, max_n),
+                  n_val=(MIN_N_VAL, min(MAX_N_VAL, pool - MIN_N_TRAIN)),
+                  reg_strength=(0.0, HARD_MAX_REG), lr=(0.0, HARD_MAX_LR),
+                  epochs=(1, limits.max_epochs), batch_size=(0, n), seed=(0, HARD_MAX_SEED),
+                  top_k=(1, min(limits.max_topk, n)), patience=(1, MAX_PATIENCE))
 
 
 def _parse_int(name: str, raw: Any, lo: int, hi: int) -> int:
@@ -274,26 +326,26 @@ def _parse_fields(raw: dict[str, Any], limits: Limits) -> ExperimentConfig:
 
     out: dict[str, Any] = {}
     out["dataset"] = _parse_choice("dataset", d["dataset"], DATASETS)
-    out["width"] = _parse_int("width", d["width"], 1, limits.max_width)
-    pool = POOL_SIZE[out["dataset"]]
-    out["n_val"] = _parse_int("n_val", d["n_val"], 10, min(10_000, pool - 2))
-    max_n = min(limits.max_n, pool - out["n_val"])
-    out["n_train"] = _parse_int("n_train", d["n_train"], 2, max_n)
+    out["width"] = _parse_int("width", d["width"], *bounds(limits).width)
+    out["n_val"] = _parse_int("n_val", d["n_val"], *bounds(limits, out["dataset"]).n_val)
+    out["n_train"] = _parse_int("n_train", d["n_train"],
+                                *bounds(limits, out["dataset"], out["n_val"]).n_train)
+    b = bounds(limits, out["dataset"], out["n_val"], out["n_train"])
     out["reg"] = _parse_choice("reg", d["reg"], REG_KINDS)
-    out["reg_strength"] = _parse_float("reg_strength", d["reg_strength"], 0.0, _HARD_MAX_REG)
+    out["reg_strength"] = _parse_float("reg_strength", d["reg_strength"], *b.reg_strength)
     if out["reg"] == "none":
         out["reg_strength"] = 0.0  # one cache entry for "no regularisation"
-    out["lr"] = _parse_float("lr", d["lr"], 0.0, _HARD_MAX_LR, lo_open=True)
-    out["epochs"] = _parse_int("epochs", d["epochs"], 1, limits.max_epochs)
+    out["lr"] = _parse_float("lr", d["lr"], *b.lr, lo_open=True)
+    out["epochs"] = _parse_int("epochs", d["epochs"], *b.epochs)
     out["optimizer"] = _parse_choice("optimizer", d["optimizer"], OPTIMIZERS)
-    out["batch_size"] = _parse_int("batch_size", d["batch_size"], 0, out["n_train"])
+    out["batch_size"] = _parse_int("batch_size", d["batch_size"], *b.batch_size)
     if out["batch_size"] >= out["n_train"]:
         out["batch_size"] = 0  # full batch, whatever it was spelled as
-    out["seed"] = _parse_int("seed", d["seed"], 0, _HARD_MAX_SEED)
+    out["seed"] = _parse_int("seed", d["seed"], *b.seed)
     out["parameterization"] = _parse_choice("parameterization", d["parameterization"],
                                             PARAMETERIZATIONS)
-    out["top_k"] = _parse_int("top_k", d["top_k"], 1, min(limits.max_topk, out["n_train"]))
-    out["patience"] = _parse_int("patience", d["patience"], 1, 1_000)
+    out["top_k"] = _parse_int("top_k", d["top_k"], *b.top_k)
+    out["patience"] = _parse_int("patience", d["patience"], *b.patience)
     return ExperimentConfig(**out)
 
 
