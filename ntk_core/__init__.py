@@ -9,6 +9,7 @@ values. Experiment configs, limits and input validation live in :mod:`runner`.
 from ntk_core._src.data import DataUnavailable
 from ntk_core._src.data import Split
 from ntk_core._src.data import fetch_full
+from ntk_core._src.data import forget_download_failures
 from ntk_core._src.data import load_bundled
 from ntk_core._src.data import load_pool
 from ntk_core._src.data import load_split
@@ -18,9 +19,19 @@ from ntk_core._src.kernel_spectra import CheckpointSpectra
 from ntk_core._src.kernel_spectra import FullSpectrum
 from ntk_core._src.kernel_spectra import checkpoint_spectra
 from ntk_core._src.kernel_spectra import full_spectrum
+from ntk_core._src.kernel_spectra import traced_ntk_float64
+from ntk_core._src.full_kernel import FullNTKState
+from ntk_core._src.full_kernel import full_ntk_lambda_max
+from ntk_core._src.full_kernel import full_ntk_matrix
+from ntk_core._src.full_kernel import full_ntk_matvec
+from ntk_core._src.full_kernel import full_ntk_matvec_state
+from ntk_core._src.full_kernel import full_ntk_state
+from ntk_core._src.full_kernel import stable_lr_bound
 from ntk_core._src.model import apply
 from ntk_core._src.model import init_params
 from ntk_core._src.model import layer_scales
+from ntk_core._src.model import pad_params
+from ntk_core._src.model import unpad
 from ntk_core._src.ntk import MatFreeState
 from ntk_core._src.ntk import NTKMethod
 from ntk_core._src.ntk import empirical_ntk
@@ -38,13 +49,22 @@ from ntk_core._src.spectra import eigvalsh_desc
 from ntk_core._src.spectra import empirical_cdf
 from ntk_core._src.spectra import slq
 from ntk_core._src.spectra import top_k_eigs
+from ntk_core._src.spectra import DenseSpectrum
+from ntk_core._src.spectra import EigResult
+from ntk_core._src.spectra import EigshNotConverged
+from ntk_core._src.spectra import dense_spectrum
+from ntk_core._src.spectra import roundoff_floor
+from ntk_core._src.spectra import split_at_floor
+from ntk_core._src.train import EarlyStop
 from ntk_core._src.train import TrainResult
 from ntk_core._src.train import early_stopping
 from ntk_core._src.train import train_grid
+from ntk_core._src.train import train_sweep
 
 __all__ = (
     "CheckpointSpectra",
     "DataUnavailable",
+    "EarlyStop",
     "FullSpectrum",
     "MatFreeState",
     "NTKMethod",
@@ -62,6 +82,7 @@ __all__ = (
     "empirical_cdf",
     "empirical_ntk",
     "fetch_full",
+    "forget_download_failures",
     "full_spectrum",
     "gram",
     "init_params",
@@ -73,9 +94,26 @@ __all__ = (
     "matfree_matvec",
     "matfree_state",
     "ntk_diagonal",
+    "pad_params",
     "slq",
     "stratified_split",
     "top_k_eigs",
     "traced_ntk_from_gram",
+    "traced_ntk_float64",
+    "DenseSpectrum",
+    "EigResult",
+    "EigshNotConverged",
+    "FullNTKState",
+    "dense_spectrum",
+    "full_ntk_lambda_max",
+    "full_ntk_matrix",
+    "full_ntk_matvec",
+    "full_ntk_matvec_state",
+    "full_ntk_state",
+    "roundoff_floor",
+    "split_at_floor",
+    "stable_lr_bound",
     "train_grid",
+    "train_sweep",
+    "unpad",
 )

@@ -19,7 +19,7 @@ from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-import ntk_core as nc
+import runner
 from ui import data as ui_data
 from ui import params as ui_params
 
@@ -390,7 +390,7 @@ def test_unusable_cache_is_reported_and_results_still_computed(tmp_path, monkeyp
 # ------------------------------------------------------------------ pure helpers
 
 def test_check_url_whitelist_and_messages():
-    limits = nc.Limits()
+    limits = runner.Limits()
     issues, ok = ui_params.check_url({"width": "64", "samples": ["100", "1e12"], "junk": "x",
                                       "lr": "0", "batch": "50", "reg": "L1"}, limits)
     assert ok == {"width": 64, "batch": 50, "reg": "l1"}
@@ -402,13 +402,13 @@ def test_check_url_whitelist_and_messages():
 
 
 def test_url_values_are_echoed_safely():
-    issues, _ = ui_params.check_url({"width": "`[x](http://example.com)`" + "9" * 100}, nc.Limits())
+    issues, _ = ui_params.check_url({"width": "`[x](http://example.com)`" + "9" * 100}, runner.Limits())
     text = issues[0].message(128)
     assert "`[x]" not in text and "…" in text and len(text) < 250
 
 
 def test_check_url_is_about_ranges_not_memory():
-    limits = nc.Limits.hosted()
+    limits = runner.Limits.hosted()
     issues, ok = ui_params.check_url({"width": "1024", "samples": "5000", "epochs": "100",
                                       "batch": "5000", "topk": "30"}, limits)
     assert not issues and ok["width"] == 1024 and ok["samples"] == 5000
@@ -417,13 +417,13 @@ def test_check_url_is_about_ranges_not_memory():
 def test_parse_number_list():
     assert ui_params.parse_number_list("0, 1e-4;1e-3  1e-3", "l2") == [0, 1e-4, 1e-3]
     assert ui_params.parse_number_list("100, 200", "samples", integer=True) == [100, 200]
-    with pytest.raises(nc.ConfigError, match="samples"):
+    with pytest.raises(runner.ConfigError, match="samples"):
         ui_params.parse_number_list("100.5", "samples", integer=True)
-    with pytest.raises(nc.ConfigError, match="at most 2"):
+    with pytest.raises(runner.ConfigError, match="at most 2"):
         ui_params.parse_number_list("1, 2, 3", "l2", max_count=2)
-    with pytest.raises(nc.ConfigError):
+    with pytest.raises(runner.ConfigError):
         ui_params.parse_number_list(" , ", "l2")
-    with pytest.raises(nc.ConfigError):
+    with pytest.raises(runner.ConfigError):
         ui_params.parse_number_list("nan", "l2")
 
 

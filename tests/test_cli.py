@@ -191,11 +191,51 @@ def test_bad_input_exits_2_with_one_line(bad_results, name):
 
 
 def test_every_config_field_has_a_flag():
-    import ntk_core as nc
+    import runner
     from runner import cli as runner_cli
 
     flagged = {field for _, field, _, _ in runner_cli.CONFIG_FLAGS}
-    assert flagged == {f.name for f in dataclasses.fields(nc.ExperimentConfig)}
+    assert flagged == {f.name for f in dataclasses.fields(runner.ExperimentConfig)}
+
+
+def test_unexpected_error_is_one_line_and_exit_1_traceback_only_with_debug(tmp_path):
+    # A real failure outside validation: JAX cannot start the backend it is told to use.
+    env = {**_env(tmp_path), "JAX_PLATFORMS": "tpu"}
+    args = [sys.executable, "-m", "ntk_core", "run", "--width", "4", "--samples", "50",
+            "--epochs", "1", "--no-cache", "-q"]
+    p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and p.stdout == ""
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "unexpected RuntimeError" in lines[0] and "--debug" in lines[0], p.stderr
+    d = subprocess.run([*args, "--debug"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert d.returncode == 1 and "Traceback" in d.stderr
+
+
+@pytest.mark.parametrize("var,value", [("NTK_MAX_N", "abc"), ("NTK_HOSTED", "maybe"),
+                                       ("NTK_MAX_MEMORY_MB", "-5"), ("NTK_MAX_GRID", "1e99")])
+def test_bad_environment_value_is_named_exit_2(tmp_path, var, value):
+    env = {**_env(tmp_path), var: value}
+    p = subprocess.run([sys.executable, "-m", "ntk_core", "run", "--no-cache"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and var in lines[0] and "allowed" in lines[0], p.stderr
+
+
+def test_negative_scientific_values_reach_validation_not_argparse(tmp_path):
+    p = cli(tmp_path, "run", "--reg", "l2", "--reg-strength", "-1e-3")
+    assert p.returncode == 2 and "--reg-strength" in p.stderr and "[0, 100]" in p.stderr
+    p = cli(tmp_path, "sweep", "--vary", "l2", "--values", "0", "-1e-3", *SMALL)
+    assert p.returncode == 2 and "--values" in p.stderr and "-1e-3" in p.stderr
+    p = cli(tmp_path, "run", "--width", "-3")  # plain negatives: argparse takes them itself
+    assert p.returncode == 2 and "--width" in p.stderr and "[1, 4096]" in p.stderr
+
+
+def test_python_m_runner_is_the_same_command(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "runner", "run", "--width", "-3"], cwd=ROOT,
+                       env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "--width" in p.stderr
 
 
 def test_numeric_package_does_not_import_runner_or_cache(tmp_path):

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import ntk_core as nc
-from ntk_core import ConfigError, ExperimentConfig, Limits, validate_config
+import runner
+from runner import ConfigError, ExperimentConfig, Limits, validate_config
 
 FIELDS = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
 LIMITS = Limits()   # explicit: the tests must not depend on NTK_* variables of the caller
@@ -153,7 +153,11 @@ def test_limits_from_env():
                            "NTK_MAX_EPOCHS": "20", "NTK_MAX_TOPK": "5", "NTK_MAX_DENSE_N": "300",
                            "NTK_MAX_GRID": "2", "NTK_MAX_MEMORY_MB": " 123 "})
     assert lim == Limits(max_n=800, max_width=256, max_epochs=20, max_topk=5, max_dense_n=300,
-                         max_grid=2, max_memory_mb=123)
+                         max_grid=2, max_memory_mb=123, is_hosted=True)
+    # A value of NTK_HOSTED that is neither on nor off is an error naming the variable.
+    with pytest.raises(ConfigError) as err:
+        Limits.from_env({"NTK_HOSTED": "maybe"})
+    assert err.value.param == "NTK_HOSTED" and "unset" in err.value.allowed
     # Overrides apply on top of the non-hosted defaults too.
     assert Limits.from_env({"NTK_HOSTED": "0", "NTK_MAX_TOPK": "7"}) == Limits(max_topk=7)
     # The hard width cap wins over the environment; blank values are ignored.
@@ -187,14 +191,14 @@ def test_default_limits_come_from_environment(monkeypatch):
 def test_memory_budget_suggests_largest_fitting_value(overrides):
     limits = Limits(max_memory_mb=40)
     cfg = ExperimentConfig().replace(**overrides)
-    assert nc.estimate_memory_mb(cfg, limits) > 40
+    assert runner.estimate_memory_mb(cfg, limits) > 40
     with pytest.raises(ConfigError) as err:
         validate_config(cfg, limits=limits)
     e = err.value
     assert e.param in ("width", "epochs", "n_train") and "40 MB" in str(e), str(e)
     assert e.suggestion is not None and e.suggestion < getattr(cfg, e.param)
     fits = validate_config(cfg.replace(**{e.param: e.suggestion}), limits=limits)
-    assert nc.estimate_memory_mb(fits, limits) <= 40
+    assert runner.estimate_memory_mb(fits, limits) <= 40
     with pytest.raises(ConfigError):
         validate_config(cfg.replace(**{e.param: e.suggestion + 1}), limits=limits)
 
@@ -224,9 +228,9 @@ def test_n_val_leaves_room_for_n_train():
 
 INT_FIELDS = ("width", "n_train", "n_val", "epochs", "batch_size", "seed", "top_k", "patience")
 FLOAT_FIELDS = ("reg_strength", "lr")
-CHOICE_FIELDS = {"reg": nc._src.config.REG_KINDS, "optimizer": nc._src.config.OPTIMIZERS,
-                 "parameterization": nc._src.config.PARAMETERIZATIONS,
-                 "dataset": nc._src.config.DATASETS}
+CHOICE_FIELDS = {"reg": runner._config.REG_KINDS, "optimizer": runner._config.OPTIMIZERS,
+                 "parameterization": runner._config.PARAMETERIZATIONS,
+                 "dataset": runner._config.DATASETS}
 
 BOUNDARY_INTS = (-1, 0, 1, 2, 9, 10, 11, 100, 101, 500, 501, 512, 1000, 1001, 1024, 1025, 4096,
                  4097, 5000, 9000, 9990, 9998, 9999, 10_000, 10_001, 60_000, 70_000,
@@ -282,7 +286,7 @@ def assert_satisfies_bounds(cfg: ExperimentConfig, limits: Limits):
         assert type(getattr(cfg, f)) is float and math.isfinite(getattr(cfg, f)), f
     for f, choices in CHOICE_FIELDS.items():
         assert getattr(cfg, f) in choices, (f, getattr(cfg, f))
-    pool = nc._src.config.POOL_SIZE[cfg.dataset]
+    pool = runner._config.POOL_SIZE[cfg.dataset]
     assert 1 <= cfg.width <= limits.max_width
     assert 10 <= cfg.n_val <= 10_000
     assert 2 <= cfg.n_train <= min(limits.max_n, pool - cfg.n_val)
@@ -320,7 +324,7 @@ def test_validate_config_total(raw, limits):
                     f"suggested {e.param}={e.suggestion!r} is rejected again: {e2}")
         return
     assert_satisfies_bounds(cfg, limits)
-    assert nc.estimate_memory_mb(cfg, limits) <= limits.max_memory_mb
+    assert runner.estimate_memory_mb(cfg, limits) <= limits.max_memory_mb
     assert validate_config(cfg, limits=limits) == cfg, "validation is not idempotent"
     assert validate_config(cfg.to_dict(), limits=limits) == cfg
 

@@ -17,6 +17,12 @@ from cache import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"width": 8, "n_train": 120, "n_val": 40, "epochs": 3, "lr": 0.1, "top_k": 5}
+LIM = runner.Limits()
+
+
+def _c(mapping, limits=LIM) -> runner.ExperimentConfig:
+    """The test's entry point: validate once, as the CLI and the app do."""
+    return runner.validate_config(mapping, limits)
 
 
 @pytest.fixture()
@@ -36,10 +42,10 @@ def _same(a: runner.RunResult, b: runner.RunResult) -> None:
 
 def test_cache_hit_skips_training_and_returns_identical_arrays(store):
     before = runner.COUNTERS["trainings"]
-    first = runner.run(SMALL, store=store)
+    first = runner.run(_c(SMALL), LIM, store=store)
     assert first.status == "computed"
     assert runner.COUNTERS["trainings"] == before + 1
-    second = runner.run(SMALL, store=store)
+    second = runner.run(_c(SMALL), LIM, store=store)
     assert second.status == "hit"
     assert runner.COUNTERS["trainings"] == before + 1, "a cache hit must not train"
     _same(first, second)
@@ -47,7 +53,7 @@ def test_cache_hit_skips_training_and_returns_identical_arrays(store):
 
 
 def test_result_shapes_and_spectra_match_a_direct_computation(store):
-    r = runner.run(SMALL, store=store)
+    r = runner.run(_c(SMALL), LIM, store=store)
     e, k = SMALL["epochs"], SMALL["top_k"]
     assert r.topk.shape == (e + 1, k) and r.trace.shape == (e + 1,)
     assert all(v.shape == (e + 1,) for v in r.metrics.values())
@@ -61,19 +67,19 @@ def test_result_shapes_and_spectra_match_a_direct_computation(store):
 
 def test_sweep_vmapped_equals_individual_runs(store, tmp_path):
     values = [0.0, 1e-3, 1e-2]
-    sweep = runner.run_sweep(SMALL, "l2", values, store=store)
+    sweep = runner.run_sweep(_c(SMALL), "l2", values, LIM, store=store)
     assert [r.status for r in sweep] == ["computed"] * 3
     with ResultStore(tmp_path / "other") as other:
         for v, r in zip(values, sweep):
-            single = runner.run({**SMALL, "reg": "l2", "reg_strength": v}, store=other)
+            single = runner.run(_c({**SMALL, "reg": "l2", "reg_strength": v}), LIM, store=other)
             np.testing.assert_allclose(single.metrics["train_loss"], r.metrics["train_loss"], rtol=1e-5)
             np.testing.assert_allclose(single.topk, r.topk, rtol=1e-4)
     # and the sweep filled the cache for single runs
-    assert runner.run({**SMALL, "reg": "l2", "reg_strength": 1e-2}, store=store).status == "hit"
+    assert runner.run(_c({**SMALL, "reg": "l2", "reg_strength": 1e-2}), LIM, store=store).status == "hit"
 
 
 def test_weight_norm_falls_with_l2(store):
-    sweep = runner.run_sweep({**SMALL, "epochs": 5, "lr": 0.5}, "l2", [0.0, 1e-2, 1e-1], store=store)
+    sweep = runner.run_sweep(_c({**SMALL, "epochs": 5, "lr": 0.5}), "l2", [0.0, 1e-2, 1e-1], LIM, store=store)
     final = [r.metrics["weight_norm"][-1] for r in sweep]
     assert final[0] > final[1] > final[2]
 
@@ -81,20 +87,20 @@ def test_weight_norm_falls_with_l2(store):
 def test_divergence_is_reported_and_cached_as_diverged(store):
     cfg = {**SMALL, "lr": 90.0, "epochs": 4}
     before = runner.COUNTERS["trainings"]
-    r = runner.run(cfg, store=store)
+    r = runner.run(_c(cfg), LIM, store=store)
     assert r.diverged_at is not None and 1 <= r.diverged_at <= 4
     assert np.all(np.isnan(r.metrics["train_loss"][r.diverged_at:]))
     assert np.all(np.isfinite(r.topk[: r.diverged_at]))
     assert np.all(np.isnan(r.topk[r.diverged_at:]))
-    again = runner.run(cfg, store=store)
+    again = runner.run(_c(cfg), LIM, store=store)
     assert again.status == "hit" and again.diverged_at == r.diverged_at
     assert runner.COUNTERS["trainings"] == before + 1, "a diverged run must not be recomputed"
-    good = runner.run({**cfg, "lr": 0.1}, store=store)
+    good = runner.run(_c({**cfg, "lr": 0.1}), LIM, store=store)
     assert good.diverged_at is None and good.status == "computed"
 
 
 def test_corrupted_entry_is_recomputed_not_returned(store):
-    first = runner.run(SMALL, store=store)
+    first = runner.run(_c(SMALL), LIM, store=store)
     # Overwrite the stored blob with garbage through the underlying diskcache.
     raw = store._cache  # the real diskcache.Cache underneath
     keys = list(raw.iterkeys())
@@ -102,7 +108,7 @@ def test_corrupted_entry_is_recomputed_not_returned(store):
     for k in keys:
         raw.set(k, b"garbage" * 10)
     before = runner.COUNTERS["trainings"]
-    again = runner.run(SMALL, store=store)
+    again = runner.run(_c(SMALL), LIM, store=store)
     assert again.status == "computed"
     assert runner.COUNTERS["trainings"] == before + 1
     _same(first, again)
@@ -114,40 +120,40 @@ def test_disabled_store_still_computes(tmp_path):
     blocker.write_text("x")
     with ResultStore(blocker / "sub") as s:
         assert not s.enabled
-        r = runner.run(SMALL, store=s)
+        r = runner.run(_c(SMALL), LIM, store=s)
     assert r.status == "uncached" and np.all(np.isfinite(r.topk))
 
 
 def test_over_cap_request_explains_itself():
-    limits = ntk_core.Limits(max_width=64, max_n=500)
-    with pytest.raises(ntk_core.ConfigError) as err:
-        runner.run({**SMALL, "width": 128}, limits=limits)
+    limits = runner.Limits(max_width=64, max_n=500)
+    with pytest.raises(runner.ConfigError) as err:
+        runner.run(_c({**SMALL, "width": 128}, limits), limits)
     assert err.value.param == "width" and err.value.suggestion == 64
-    with pytest.raises(ntk_core.ConfigError) as err:
-        runner.run_sweep(SMALL, "samples", [100, 10_000], limits=limits)
+    with pytest.raises(runner.ConfigError) as err:
+        runner.run_sweep(_c(SMALL, limits), "samples", [100, 10_000], limits)
     assert err.value.param == "samples" and err.value.suggestion == 500
 
 
 def test_large_n_uses_matrix_free_spectra_automatically(store):
-    limits = ntk_core.Limits(max_dense_n=100)
-    r = runner.run({**SMALL, "n_train": 150, "epochs": 1}, store=store, limits=limits)
+    limits = runner.Limits(max_dense_n=100)
+    r = runner.run(_c({**SMALL, "n_train": 150, "epochs": 1}), limits, store=store)
     assert r.spectrum_method == "matrix_free"
-    dense = runner.run({**SMALL, "n_train": 150, "epochs": 1}, store=None)
+    dense = runner.run(_c({**SMALL, "n_train": 150, "epochs": 1}), LIM, store=None)
     assert dense.spectrum_method == "dense"
     np.testing.assert_allclose(r.topk, dense.topk, rtol=1e-4)
 
 
 def test_spectrum_at_dense_and_slq(store):
-    sp = runner.spectrum_at(SMALL, 3, store=store)
-    assert sp["method"] == "dense" and sp["eigenvalues"].shape == (SMALL["n_train"],)
-    np.testing.assert_allclose(sp["eigenvalues"].sum(), sp["trace"], rtol=1e-5)
-    slq = runner.spectrum_at(SMALL, 3, store=store, limits=ntk_core.Limits(max_dense_n=50))
-    assert slq["method"] == "slq"
-    np.testing.assert_allclose(slq["weights"].sum(), 1.0, rtol=1e-6)
-    est_trace = SMALL["n_train"] * float(slq["weights"] @ slq["nodes"])
-    np.testing.assert_allclose(est_trace, sp["trace"], rtol=0.05)
-    np.testing.assert_allclose(slq["topk"][0], sp["eigenvalues"][0], rtol=1e-5)
-    assert runner.spectrum_at(SMALL, 3, store=store)["status"] == "hit"
+    sp = runner.spectrum_at(_c(SMALL), 3, LIM, store=store)
+    assert isinstance(sp, runner.SpectrumResult)
+    assert sp.method == "dense" and sp.eigenvalues.shape == (SMALL["n_train"],)
+    np.testing.assert_allclose(sp.eigenvalues.sum(), sp.trace, rtol=1e-5)
+    slq = runner.spectrum_at(_c(SMALL), 3, runner.Limits(max_dense_n=50), store=store)
+    assert slq.method == "slq"
+    est_trace = SMALL["n_train"] * float(slq.weights @ slq.nodes)
+    np.testing.assert_allclose(est_trace, sp.trace, rtol=0.05)
+    np.testing.assert_allclose(slq.topk[0], sp.eigenvalues[0], rtol=1e-5)
+    assert runner.spectrum_at(_c(SMALL), 3, LIM, store=store).status == "hit"
 
 
 _WORKER = r"""
@@ -155,7 +161,8 @@ import json, os, sys
 sys.path.insert(0, {root!r})
 import numpy as np, runner
 from cache import ResultStore
-r = runner.run({cfg!r}, store=ResultStore({store!r}))
+lim = runner.Limits()
+r = runner.run(runner.validate_config({cfg!r}, lim), lim, store=ResultStore({store!r}))
 print(json.dumps({{"status": r.status, "topk": r.topk.tolist(), "loss": r.metrics["train_loss"].tolist()}}))
 """
 
