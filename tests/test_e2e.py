@@ -42,7 +42,7 @@ PAGES = [  # (url path, screenshot name, a chart is expected)
 CHART = '[data-testid="stVegaLiteChart"]'
 TIMEOUT_MS = 240_000
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _free_port() -> int:

@@ -18,7 +18,7 @@ import streamlit as st
 
 import runner
 from ui.progress import Reporter
-from ui.sidebar import current, store
+from ui.sidebar import current_limits, store
 
 _log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ def cache_summary(statuses: Sequence[str]) -> str:
 
 
 def _limits() -> runner.Limits:
-    """The limits the sidebar read for this script run (validated once, there)."""
-    return current().limits
+    """The limits the sidebar read for this script run."""
+    return current_limits()
 
 
 def _guarded(rep: Reporter, label: str, fn: Callable[[], Any]) -> Any:

@@ -200,6 +200,12 @@ def frame(view: View) -> Iterator[None]:
         _FRAME.reset(token)
 
 
+def current_limits() -> runner.Limits:
+    """The limits of this script run: the sidebar's, or read afresh outside a frame."""
+    view = _FRAME.get()
+    return view.limits if view is not None else read_limits()
+
+
 def current() -> View:
     """The view the sidebar produced on this run (every page calls this first).
 
