@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -412,13 +412,47 @@ def _write_stdout(text: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+class Plan(NamedTuple):
+    """What a command will compute, after the CLI's one validation (no work done yet)."""
+
+    args: argparse.Namespace
+    limits: Limits
+    configs: list[ExperimentConfig]
+    vary: str | None = None
+    fmt: str = "csv"
+    out_path: Path | None = None
+
+
+def plan(argv: Sequence[str]) -> Plan:
+    """Parses and validates a command line: every flag, every sweep value and the
+    ``NTK_*`` environment, before any computation or cache access.
+
+    Raises:
+      _UsageError: argparse-level problems (unknown flag, missing value).
+      ConfigError: a value outside its range, naming the parameter.
+    """
+    args = build_parser().parse_args(_glue_dash_values(list(argv)))
     limits = Limits.from_env()
-    config = validate_config(_base_config(args), limits)  # the CLI's one validation
+    base = validate_config(_base_config(args), limits)
+    if args.command == "run":
+        return Plan(args, limits, [base])
+    fmt = str(args.format).strip().lower()
+    if fmt not in ("csv", "json"):
+        raise ConfigError("format", args.format, "one of csv, json")
+    out_path = Path(args.output).expanduser() if args.output and args.output != "-" else None
+    if out_path is not None and (out_path.is_dir() or not out_path.parent.is_dir()):
+        raise ConfigError("output", args.output, "a file path in an existing directory")
+    vary = args.vary if args.vary is None else args.vary.strip().lower()
+    configs = _run.sweep_configs(base, vary, _split_values(args.values), limits)
+    return Plan(args, limits, configs, vary, fmt, out_path)
+
+
+def cmd_run(p: Plan) -> int:
+    args = p.args
     with _Session(args) as s:
         store = s.open_store()
         t0 = time.monotonic()
-        r = _run.run(config, limits, store=store, progress=s.bar)
+        r = _run.run(p.configs[0], p.limits, store=store, progress=s.bar)
         seconds = time.monotonic() - t0
         s.bar.clear()
         if args.json:
@@ -430,23 +464,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    limits = Limits.from_env()
-    fmt = str(args.format).strip().lower()
-    if fmt not in ("csv", "json"):
-        raise ConfigError("format", args.format, "one of csv, json")
-    out_path = Path(args.output).expanduser() if args.output and args.output != "-" else None
-    if out_path is not None and (out_path.is_dir() or not out_path.parent.is_dir()):
-        raise ConfigError("output", args.output, "a file path in an existing directory")
-    values = _split_values(args.values)
-    vary = args.vary if args.vary is None else args.vary.strip().lower()
-    # The CLI's one validation: the base config, then vary and every value.
-    base = validate_config(_base_config(args), limits)
-    configs = _run.sweep_configs(base, vary, values, limits)
+def cmd_sweep(p: Plan) -> int:
+    args, vary, fmt, out_path = p.args, p.vary, p.fmt, p.out_path
     with _Session(args) as s:
         store = s.open_store()
         t0 = time.monotonic()
-        results = _run.run_configs(configs, limits, store=store, progress=s.bar)
+        results = _run.run_configs(p.configs, p.limits, store=store, progress=s.bar)
         seconds = time.monotonic() - t0
         s.bar.clear()
         for note in dict.fromkeys(r.notice for r in results if r.notice):
@@ -477,7 +500,9 @@ def _flag_for(exc: ConfigError, args: argparse.Namespace | None) -> str:
         return _FLAG_OF[exc.param]
     if exc.param in ("vary", "values", "format", "output"):
         return "--" + exc.param
-    return ""  # e.g. an NTK_MAX_* environment variable
+    if exc.param.startswith("NTK_"):
+        return "environment variable"
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -489,15 +514,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (AttributeError, ValueError, OSError):
             pass
     tune_allocator()  # process setup: a sweep allocates and frees hundreds of MB
-    parser = build_parser()
     args = None
     try:
-        args = parser.parse_args(_glue_dash_values(argv))
-        return args.handler(args)
+        p = plan(argv)
+        args = p.args
+        return p.args.handler(p)
     except _UsageError as exc:
         _say(str(exc))
         return 2
     except ConfigError as exc:
+        if args is None:  # parsed, but validation failed: recover the namespace for the message
+            try:
+                args = build_parser().parse_args(_glue_dash_values(argv))
+            except _UsageError:
+                args = None
         flag = _flag_for(exc, args)
         cmd = f" {args.command}" if args is not None else ""
         _say(f"{cmd.strip() + ': ' if cmd else ''}error: {flag + ': ' if flag else ''}{exc}")
