@@ -451,3 +451,30 @@ def test_linear_fit():
     assert fit["r2"] == pytest.approx(1)
     assert ui_data.linear_fit([1, 2, 4], [2, 4, 8])["loglog_slope"] == pytest.approx(1)
     assert math.isnan(ui_data.linear_fit([1], [1])["slope"])
+
+
+@pytest.mark.parametrize("var,value", [("NTK_MAX_N", "abc"), ("NTK_HOSTED", "maybe"),
+                                       ("NTK_MAX_WIDTH", "-1")])
+@pytest.mark.parametrize("page", ["pages/home.py", "pages/width.py"])
+def test_bad_environment_value_is_a_message_on_every_page(monkeypatch, var, value, page):
+    monkeypatch.setenv(var, value)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(SMALL)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = texts(at.error)
+    assert var in errors and "allowed" in errors and "restart" in errors
+    assert not charts(at)
+
+
+def test_hosted_mode_hides_exception_details(monkeypatch):
+    import streamlit as st
+
+    monkeypatch.setenv("NTK_HOSTED", "1")
+    open_app()
+    assert st.get_option("client.showErrorDetails") == "none"
+    monkeypatch.setenv("NTK_HOSTED", "0")
+    open_app()
+    assert st.get_option("client.showErrorDetails") == "full"

@@ -118,6 +118,8 @@ def render() -> View:
     Also writes any URL or config problems at the top of the main area.
     """
     limits = read_limits()
+    # A hosted demo's visitors never see exception details (the server log keeps them).
+    st.set_option("client.showErrorDetails", "none" if limits.is_hosted else "full")
     specs = {f.key: f for f in P.fields(limits)}
 
     # 1. Untrusted URL values: whitelist + validate before the widgets read them.
