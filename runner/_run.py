@@ -241,7 +241,8 @@ def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
                                        progress=spec_progress)
             _count("spectra")
             metrics = {k: getattr(tr, k)[j] for k in _METRICS}
-            best, stop = nc.early_stopping(metrics["val_loss"], c.patience)
+            es = nc.early_stopping(metrics["val_loss"], c.patience)
+            best, stop = es.best_epoch, es.stop_epoch
             # Diverged epochs hold frozen copies of the last good params: never store them
             # under their own epoch number.
             keep = epochs[valid]
@@ -334,7 +335,8 @@ def run_configs(configs: Sequence[ExperimentConfig], limits: Limits, *,
     return [r for r in out if r is not None]
 
 
-_FIELD_OF_VARY = {"samples": "n_train", "l1": "reg_strength", "l2": "reg_strength"}
+# Sweep axis → the ExperimentConfig field it sets.
+FIELD_OF_VARY = {"samples": "n_train", "l1": "reg_strength", "l2": "reg_strength"}
 
 
 def sweep_configs(base: ExperimentConfig, vary: str, values: Sequence[Any],
@@ -355,7 +357,7 @@ def sweep_configs(base: ExperimentConfig, vary: str, values: Sequence[Any],
     if len(values) > limits.max_grid:
         raise ConfigError("values", len(values), f"at most {limits.max_grid} sweep points",
                           limits.max_grid)
-    field = _FIELD_OF_VARY.get(vary, vary)
+    field = FIELD_OF_VARY.get(vary, vary)
     extra = {"reg": vary} if vary in ("l1", "l2") else {}
     out = []
     for v in values:

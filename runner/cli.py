@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runner import _run
+from runner._run import FIELD_OF_VARY as _FIELD_OF_VARY
 from runner._config import ConfigError, ExperimentConfig, Limits, validate_config
 from runner._malloc import tune_allocator
 from runner._types import Progress, Stage
@@ -58,7 +59,6 @@ CONFIG_FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--dataset", "dataset", "{bundled,full}", "bundled 10k MNIST test set, or full 70k (downloaded)"),
 )
 _FLAG_OF = {field: flag for flag, field, _, _ in CONFIG_FLAGS}
-_FIELD_OF_VARY = {"samples": "n_train", "l1": "reg_strength", "l2": "reg_strength"}
 
 CSV_COLUMNS = ("vary", "value", "epoch", "train_loss", "val_loss", "val_acc", "lambda_max", "trace",
                "step_norm", "rel_change", "diverged_at", "status")
