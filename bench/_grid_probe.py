@@ -166,10 +166,13 @@ def main() -> None:
                 parameterization="standard", optimizer="sgd")
     cpu0 = time.process_time()
     t = time.perf_counter()
+    limits = runner.Limits.from_env()
+    base = runner.validate_config(base, limits)
     if args.mode == "vmapped":
-        results = runner.run_sweep(base, "l2", values, store=None)
+        results = runner.run_sweep(base, "l2", values, limits, store=None)
     else:
-        results = [runner.run(dict(base, reg_strength=v), store=None) for v in values]
+        results = [runner.run(runner.validate_config(base, limits, reg_strength=v), limits, store=None)
+                   for v in values]
     run_s = time.perf_counter() - t
     run_cpu_s = time.process_time() - cpu0
     total_s = time.perf_counter() - T_START

@@ -574,7 +574,7 @@ def phase_probe() -> dict:
     ph["import_ntk_core_runner_s"] = time.perf_counter() - t
     rss("imports")
 
-    limits = nc.Limits.from_env()
+    limits = runner.Limits.from_env()
     cfg = P.default_config(limits)
     t = time.perf_counter()
     split = nc.load_split(cfg.n_train, cfg.n_val, cfg.seed, cfg.dataset)
@@ -630,11 +630,11 @@ def phase_probe() -> dict:
 
     store = runner.open_store(os.environ.get("NTK_CACHE_DIR"))
     t = time.perf_counter()
-    r = runner.run(cfg, store=store)
+    r = runner.run(cfg, limits, store=store)
     ph["runner_run_warm_computed_s"] = time.perf_counter() - t  # train + spectra + store put
     ph["runner_run_warm_status"] = r.status
     t = time.perf_counter()
-    r = runner.run(cfg, store=store)
+    r = runner.run(cfg, limits, store=store)
     ph["runner_run_cache_hit_s"] = time.perf_counter() - t
     ph["runner_run_hit_status"] = r.status
     rss("runner_runs")
