@@ -88,20 +88,22 @@ class Verdict:
 
     def to_json(self) -> dict:
         """Plain JSON types; NaN and ±inf become None."""
-        return _jsonable(dataclasses.asdict(self))
+        return _plain(dataclasses.asdict(self), json=True)
 
 
-def _jsonable(x: Any) -> Any:
+def _plain(x: Any, *, json: bool = False) -> Any:
+    """Python scalars, lists and dicts instead of NumPy types; with ``json`` also
+    non-finite floats → None."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): _plain(v, json=json) for k, v in x.items()}
     if isinstance(x, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in x]
+        return [_plain(v, json=json) for v in x]
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, (int, np.integer)):
         return int(x)
     if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
+        return None if json and not math.isfinite(x) else float(x)
     return x
 
 
@@ -233,7 +235,8 @@ def _seeds_text(ids: Sequence[int], seeds: int) -> str:
 
 def _verdict(claim_id: str, verdict: str, condition: str, statistic: dict, criterion: str,
              per_seed: list[dict]) -> Verdict:
-    return Verdict(claim_id, verdict, condition, statistic, criterion.strip(), per_seed)
+    return Verdict(claim_id, verdict, condition, _plain(statistic), criterion.strip(),
+                   _plain(per_seed))
 
 
 def _nonfinite(claim_id: str, bad: list[int], what: str, statistic: dict, criterion: str) -> Verdict:
@@ -279,9 +282,10 @@ def _strength_trend(*, claim_id: str, strengths: Any, values: Any, direction: in
                  f"moved {want} beyond noise and tolerance {tol_text}, with no significant "
                  f"step {against} inside it. Whole grid → holds; a sub-range → "
                  f"holds_only_when that range; nowhere {want} but somewhere {against}, or "
-                 f"flat everywhere → does_not_hold; otherwise inconclusive. Per seed: "
-                 f"Spearman ρ over the baseline and that range {'≤ −' if direction < 0 else '≥ '}"
-                 f"{SPEARMAN_MIN:g} and a change beyond the tolerance." + _common_criterion(seeds))
+                 f"flat everywhere → does_not_hold; otherwise inconclusive. A seed agrees "
+                 f"when its own value is {want} from its baseline by more than the tolerance "
+                 f"at every strength of that range (Spearman ρ reported)."
+                 + _common_criterion(seeds))
     stat: dict[str, Any] = {"strengths": s.tolist(), "n_seeds": seeds, **(extra_statistic or {})}
     if g_count < 3:
         return _verdict(claim_id, "inconclusive", f"need ≥ 3 strengths, got {g_count}", stat,
@@ -339,10 +343,9 @@ def _strength_trend(*, claim_id: str, strengths: Any, values: Any, direction: in
     idx = [0] + best
     rho_in = [_spearman(s[idx], row[idx]) for row in v]
     ok = []
-    for i, row in enumerate(v):
-        change = row[hi] - row[0]
+    for row in v:
         tol = abs_tol if abs_tol is not None else REL_TOL * abs(row[0])
-        ok.append(direction * rho_in[i] >= SPEARMAN_MIN and direction * change > tol)
+        ok.append(all(direction * (row[g] - row[0]) > tol for g in best))
     agree = [i for i in range(seeds) if ok[i]]
     stat.update({"range_low": float(s[lo]), "range_high": float(s[hi]), "n_agree": len(agree)})
     out = seeds_out(ok, rho_in)
@@ -359,7 +362,7 @@ def _strength_trend(*, claim_id: str, strengths: Any, values: Any, direction: in
                         f"{cond}; only for {_seeds_text(agree, seeds)}", stat, criterion, out)
     return _verdict(claim_id, "inconclusive",
                     f"the seed mean moves {want} for {cond}, but no single seed does so "
-                    f"monotonically beyond the tolerance", stat, criterion, out)
+                    f"beyond the tolerance", stat, criterion, out)
 
 
 def _lowers_lambda_max(claim_id: str, reg: str, strengths: Any, lambda_max: Any,
@@ -706,19 +709,19 @@ def judge_lambda_max_grows_with_n(*, ns: Any, lambda_max: Any) -> Verdict:
         return _verdict(cid, "does_not_hold", "λ_max " + ("decreases with n" if g.label == "down"
                         else f"stays within {REL_TOL:.0%} as n grows"), stat, criterion, g.per_seed)
     if g.label == "nonlinear":
-        return _verdict(cid, "holds_only_when", _nonlinear_text("λ_max", g), stat, criterion,
-                        g.per_seed)
+        return _verdict(cid, "holds_only_when", f"grows, but {_nonlinear_text(g)}", stat,
+                        criterion, g.per_seed)
     if g.holds:
         return _verdict(cid, "holds", "", stat, criterion, g.per_seed)
     return _verdict(cid, "holds_only_when", f"grows linearly on the seed mean, but only "
                     f"{_seeds_text(g.agree, seeds)} pass individually", stat, criterion, g.per_seed)
 
 
-def _nonlinear_text(name: str, g: _Growth) -> str:
+def _nonlinear_text(g: _Growth) -> str:
+    """How a growing curve fails the linearity test ("as n^0.50, not linearly")."""
     if SLOPE_BAND[0] <= g.slope <= SLOPE_BAND[1] or g.ci[0] <= 1.0 <= g.ci[1]:
-        return (f"{name} grows roughly as n^{g.slope:.2f}, but a straight line fits poorly "
-                f"(R² = {g.r2:.2f})")
-    return f"{name} grows, but as n^{g.slope:.2f}, not linearly"
+        return f"roughly as n^{g.slope:.2f}, with a poor straight-line fit (R² = {g.r2:.2f})"
+    return f"as n^{g.slope:.2f}, not linearly"
 
 
 def judge_trace_linear_in_n(*, ns: Any, trace: Any, top10: Any, lambda_max: Any) -> Verdict:
@@ -757,7 +760,8 @@ def judge_trace_linear_in_n(*, ns: Any, trace: Any, top10: Any, lambda_max: Any)
                  "n_agree": len(g.agree)})
     out = [dict(row, top10_share_min=float(share10[i].min()),
                 lambda1_share_mean=float(share1[i].mean())) for i, row in enumerate(g.per_seed)]
-    top_text = f"top-10 / trace = {top_mean.min():.0%}–{top_mean.max():.0%}"
+    lo_txt, hi_txt = f"{top_mean.min():.0%}", f"{top_mean.max():.0%}"
+    top_text = f"top-10 / trace = {lo_txt}" + (f"–{hi_txt}" if hi_txt != lo_txt else "")
     if g.label == "noise":
         return _verdict(cid, "inconclusive", f"the change of the trace with n is within seed "
                         f"noise ({top_text})", stat, criterion, out)
@@ -770,7 +774,7 @@ def judge_trace_linear_in_n(*, ns: Any, trace: Any, top10: Any, lambda_max: Any)
     if g.label == "linear":
         why = f"linear on the seed mean but only {_seeds_text(g.agree, seeds)} individually"
     elif g.label == "nonlinear":
-        why = _nonlinear_text("the trace", g)
+        why = f"the trace grows {_nonlinear_text(g)}"
     else:
         why = "the trace " + ("decreases with n" if g.label == "down" else "does not grow with n")
     if concentrated:
@@ -1081,9 +1085,9 @@ def judge_cdf_saturates_late(*, spectra: Any, labels: Sequence[str] | None = Non
 _LOWERS_QUOTE = "Maximum eigenvalue of the NTK matrix decreases as we apply regularization"
 
 _REG_THEORY = (
-    "Θ = J Jᵀ/10 (mean over the 10 logits of the per-logit kernels, raw, not divided by n) is "
-    "a property of the network function; the penalty term of the loss does not appear in it, "
-    "so regularization can change Θ only through the parameters training produces. At "
+    "Θ = (1/10)·Σ_k J_k J_kᵀ (J_k: the n × P Jacobian of logit k; the mean over the 10 "
+    "logits of the per-logit kernels, raw, not divided by n) is a property of the network "
+    "function; the penalty term of the loss does not appear in it, so regularization can change Θ only through the parameters training produces. At "
     "initialization (epoch 0) every strength gives the same kernel, so compare at a trained "
     "epoch. Here the penalty acts on W1 and W2 (not the biases). Both weight-dependent terms "
     "of Θ are quadratic in the weights: the first-layer term scales with the output weights "
@@ -1108,10 +1112,11 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
         "smallest → largest strength, and a paired comparison of each strength with the "
         "smallest.",
         _REG_THEORY.format(mech=(
-            "The L1 penalty λ·Σ|w| pulls every weight toward 0 by ηλ per step regardless of its "
-            "size, so it drives small weights to exactly 0 (sparsity) rather than scaling all "
-            "of them; it still shrinks the weight norms, so the same reasoning applies, to the "
-            "kernel of a sparser network."))),
+            "The L1 penalty λ·Σ|w| pulls every weight toward 0 by ηλ per step whatever its "
+            "size (with plain SGD, small weights end up hovering near 0 rather than exactly "
+            "at 0), so it favours sparse weights rather than scaling all of them; it still "
+            "shrinks the weight norms, so the same reasoning applies, to the kernel of a "
+            "sparser network."))),
     Claim(
         "lambda_max_falls_min_rises",
         "As the training progresses, the maximum eigenvalue … decreases, attains a minima and "
@@ -1125,8 +1130,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
         "½·mean‖f − y‖² used here the Gauss–Newton part of the loss Hessian is JᵀJ/n, whose "
         "non-zero eigenvalues are those of the full (10n × 10n) kernel Θ_full/n; the traced "
         "kernel's λ_max is a lower bound of Θ_full's. So λ_max/n is a curvature: full-batch "
-        "gradient descent on the linearized model is stable only while η·λ_max(Θ_full)/n < 2, and empirically this "
-        "curvature often rises during training ('progressive sharpening', Cohen et al. 2021) "
+        "gradient descent on the linearized model is stable only while "
+        "η·λ_max(Θ_full)/n < 2, and empirically this curvature often rises during training ('progressive sharpening', Cohen et al. 2021) "
         "while weight decay pulls it down. A fall then a rise is therefore possible, but Θ is "
         "computed from the training inputs and parameters only — no labels, no validation "
         "data — so its rise is not by itself a measurement of overfitting (claim "
@@ -1159,8 +1164,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
         "(Koltchinskii & Giné 2000), so λ_max(Θ) ≈ n·μ1 grows linearly in n. On MNIST the "
         "pixels are non-negative and ReLU features have a non-zero mean, so every Θ_ij > 0 and "
         "the top eigenvector is close to constant: λ_max ≥ n·mean_ij Θ_ij (Rayleigh quotient of "
-        "the constant vector), and close to it. This is exact in expectation only at "
-        "initialization; trained networks differ per n (other data, other weights), so "
+        "the constant vector), and close to it. This reasoning is for one fixed network "
+        "(e.g. at initialization); trained networks differ per n (other data, other weights), so "
         "after training linearity is an empirical question."),
     Claim(
         "trace_linear_in_n",
@@ -1203,8 +1208,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
         "rank-1 each, but the first-layer term is the input Gram matrix restricted to the "
         "inputs where the unit is active, whose rank is that of G on those rows (up to "
         "min(#active, 785)). So the width-1 NTK is not rank-1 in general: in practice it is "
-        "rank-1 only when the unit is dead on every input (Θ = c2²·11ᵀ). It can still be dominated by one "
-        "direction, because MNIST images (non-negative pixels) share a large mean component "
+        "rank-1 only when the unit is dead on every input (Θ = c2²·11ᵀ). It can still be "
+        "dominated by one direction, because MNIST images (non-negative pixels) share a large mean component "
         "that makes G nearly rank-1 plus a tail — which is what the participation ratio "
         "measures, while the numerical rank counts every direction above round-off."),
     Claim(
