@@ -375,3 +375,223 @@ def test_full_spectrum_topk_length_independent_of_path(n, pool_x):
     assert dense.topk.shape == (k,), f"dense path returned {dense.topk.shape[0]} of {k} eigenvalues"
     assert slq.topk.shape == (k,), f"slq path returned {slq.topk.shape[0]} of {k} eigenvalues"
     np.testing.assert_allclose(slq.topk, dense.topk, rtol=1e-4, atol=1e-5 * dense.topk[0])
+
+
+# ----------------------------------------------------------------------------------------
+# Round-off floor and float64 kernel formation
+
+def _low_rank(n, r, seed):
+    return np.random.default_rng(seed).standard_normal((n, r)).astype(np.float32)
+
+
+def test_roundoff_floor_definition():
+    """floor = ε(formation dtype)·tr Θ + n·ε₆₄·λ_max, as documented."""
+    e32, e64 = np.finfo(np.float32).eps, np.finfo(np.float64).eps
+    assert nc.roundoff_floor(50.0, 10, 20.0, np.float32) == pytest.approx(e32 * 50 + 10 * e64 * 20, rel=1e-15)
+    assert nc.roundoff_floor(50.0, 10, 20.0, np.float64) == pytest.approx(e64 * 50 + 10 * e64 * 20, rel=1e-15)
+    # never above the cruder n·ε·λ_max + solver term, since tr ≤ n·λ_max for PSD
+    assert nc.roundoff_floor(50.0, 10, 20.0) <= 10 * e32 * 20 + 10 * e64 * 20
+
+
+def test_split_at_floor():
+    lam = np.array([5.0, 2.0, 1e-3, 1e-9, 0.0, -1e-9])
+    resolved, below = nc.split_at_floor(lam, 1e-6)
+    np.testing.assert_array_equal(resolved, [5.0, 2.0, 1e-3])
+    assert below == 3 and resolved.dtype == np.float64
+    resolved, below = nc.split_at_floor(lam[::-1], 1e-6)   # order is kept
+    np.testing.assert_array_equal(resolved, [1e-3, 2.0, 5.0])
+    assert nc.split_at_floor(lam, 1e-6 * 0)[1] == 1       # only the negative one is below 0
+
+
+@pytest.mark.parametrize("n,r,seed", [(300, 20, 0), (400, 7, 1)])
+def test_dense_spectrum_floor_on_known_low_rank_kernel(n, r, seed):
+    """K = XXᵀ with X (n, r): exactly n − r eigenvalues are zero.
+
+    Formed in float32, the zeros come out as round-off of size ~1e-7·λ: all n − r of them
+    must be below the float32 floor and the r true ones above it. Formed in float64, the
+    floor drops by ~9 decades, still exactly n − r lie below it, and the r nonzero
+    eigenvalues match the exact σ_j(X)² to 1e-10 relative."""
+    x32 = _low_rank(n, r, seed)
+    x64 = x32.astype(np.float64)
+    exact = np.linalg.svd(x64, compute_uv=False) ** 2          # descending, (r,)
+
+    ds32 = nc.dense_spectrum(x32 @ x32.T)                      # float32 formation
+    assert ds32.formed_dtype == "float32" and ds32.eigenvalues.dtype == np.float64
+    assert ds32.below_floor == n - r, f"float32: {ds32.below_floor} below the floor, expected {n - r}"
+    resolved, below = nc.split_at_floor(ds32.eigenvalues, ds32.floor)
+    assert below == n - r and resolved.size == r
+    assert np.abs(ds32.eigenvalues[r:]).max() > 0, "float32 zeros should show round-off"
+    np.testing.assert_allclose(resolved, exact, rtol=1e-5)
+
+    ds64 = nc.dense_spectrum(x64 @ x64.T)                      # float64 formation
+    assert ds64.formed_dtype == "float64"
+    assert ds64.floor < 1e-6 * ds32.floor
+    assert ds64.below_floor == n - r, f"float64: {ds64.below_floor} below the floor, expected {n - r}"
+    rel = np.abs(ds64.eigenvalues[:r] - exact) / exact
+    assert rel.max() <= 1e-10, f"float64-formed nonzero eigenvalues vs exact: rel. error {rel.max():.2e}"
+
+    # a float32 kernel cast to float64 keeps its float32 floor unless told otherwise
+    cast = nc.dense_spectrum((x32 @ x32.T).astype(np.float64), formed_dtype=np.float32)
+    assert cast.below_floor == n - r and cast.floor == pytest.approx(ds32.floor, rel=1e-6)
+    upper = nc.dense_spectrum(np.triu(x64 @ x64.T), triangle="upper")
+    np.testing.assert_allclose(upper.eigenvalues[:r], exact, rtol=1e-10)
+
+
+@pytest.mark.parametrize("parameterization", ["standard", "ntk"])
+def test_traced_ntk_float64_matches_jax_kernel(parameterization, pool_x):
+    x = pool_x[:120]
+    params = make_params(32, parameterization, seed=11)
+    k64 = nc.traced_ntk_float64(params, x, parameterization=parameterization)
+    k32 = np.asarray(nc.empirical_ntk(params, jnp.asarray(x), parameterization=parameterization), np.float64)
+    assert k64.dtype == np.float64 and k64.shape == (120, 120)
+    np.testing.assert_array_equal(k64, k64.T, err_msg="traced_ntk_float64 must be exactly symmetric")
+    assert np.abs(k64 - k32).max() <= 2e-6 * np.abs(k32).max(), "float64 vs float32 kernel"
+
+
+def test_full_spectrum_floor_separates_true_zeros_of_narrow_ntk(pool_x):
+    """Width 2 (standard): the traced NTK on 300 images is rank-deficient. The float32
+    dense path's below-floor count must equal the number of float64-formed eigenvalues
+    below the float32 floor, and the float64 path (floor ~1e-9 lower) must agree on
+    which are zero."""
+    x = pool_x[:300]
+    params = make_params(2, "standard", seed=0)
+    f32 = nc.full_spectrum(params, x, parameterization="standard", dense_dtype="float32")
+    f64 = nc.full_spectrum(params, x, parameterization="standard")
+    assert f32.kernel_dtype == "float32" and f64.kernel_dtype == "float64"
+    assert f64.floor < 1e-4 * f32.floor
+    true_below = int(np.sum(f64.eigenvalues < f32.floor))
+    assert 0 < f32.below_floor == true_below, (f32.below_floor, true_below)
+    assert f64.below_floor == true_below, "float64 path should find the same zero eigenvalues"
+    resolved, below = nc.split_at_floor(f32.eigenvalues, f32.floor)
+    assert below == f32.below_floor and resolved.size == 300 - below
+    np.testing.assert_allclose(resolved, f64.eigenvalues[: resolved.size], rtol=1e-4)
+
+
+@pytest.mark.parametrize("parameterization", ["standard", "ntk"])
+def test_full_spectrum_reports_floor_and_convergence(parameterization, pool_x):
+    x = pool_x[:160]
+    params = make_params(48, parameterization, seed=9)
+    dense = nc.full_spectrum(params, x, parameterization=parameterization, top_k=8)
+    slq = nc.full_spectrum(params, x, parameterization=parameterization, top_k=8, dense_max=0)
+    e = dense.eigenvalues
+    assert dense.kernel_dtype == "float64" and dense.converged and np.isnan(dense.residual)
+    assert dense.floor == pytest.approx(nc.roundoff_floor(dense.trace, 160, e[0], np.float64), rel=1e-6)
+    assert dense.below_floor == int(np.sum(e < dense.floor)) == 0
+    assert slq.kernel_dtype == "float32" and slq.converged and slq.note == ""
+    assert 0 < slq.residual <= 1e-5, f"slq top-k residual {slq.residual}"
+    assert slq.floor == pytest.approx(nc.roundoff_floor(slq.trace, 160, slq.topk[0], np.float32), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------
+# Convergence reporting of top_k_eigs
+
+def _clustered_operator(n=3000, seed=0):
+    """Diagonal operator whose top 5 eigenvalues are within 4e-6 of each other."""
+    rng = np.random.default_rng(seed)
+    d = np.concatenate([1.0 - 1e-6 * np.arange(5), rng.uniform(0.0, 0.99, n - 5)])
+    from scipy.sparse.linalg import LinearOperator
+    op = LinearOperator((n, n), dtype=np.float64, matvec=lambda v: d * np.ravel(v),
+                        matmat=lambda v: d[:, None] * v)
+    return op, d
+
+
+@pytest.fixture
+def eigsh_calls(monkeypatch):
+    """Records every ARPACK call made by top_k_eigs (to prove no loosened retry)."""
+    from ntk_core._src import spectra as sp
+    calls, real = [], sp.spla.eigsh
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sp.spla, "eigsh", spy)
+    return calls
+
+
+def test_top_k_result_converged(ntk_case, eigsh_calls):
+    _, _, _, theta, _ = ntk_case
+    a = theta.astype(np.float64)
+    res = nc.top_k_eigs(a, 5, return_result=True, return_vectors=True)
+    assert isinstance(res, nc.EigResult) and res.converged and res.method == "arpack" and res.note == ""
+    assert res.values.dtype == res.residuals.dtype == np.float64 and res.residuals.shape == (5,)
+    recomputed = np.linalg.norm(a @ res.vectors - res.vectors * res.values[None, :], axis=0) / res.values
+    np.testing.assert_allclose(res.residuals, recomputed, rtol=1e-6, atol=1e-15)
+    assert res.max_residual <= 1e-10
+    from ntk_core._src.spectra import DEFAULT_MAXITER
+    assert res.maxiter == DEFAULT_MAXITER
+    assert len(eigsh_calls) == 1 and eigsh_calls[0]["maxiter"] == res.maxiter > 0, "maxiter must be bounded"
+    assert res.matvecs > 0
+    assert nc.top_k_eigs(a, 5, return_result=True).vectors is None
+
+
+def test_top_k_non_convergence_is_reported_not_loosened(eigsh_calls):
+    """A tightly clustered top spectrum with maxiter=2 makes ARPACK fail for real. The
+    result must say so, carry residuals above tol that are the true ‖Av − λv‖/|λ|, and
+    ARPACK must have been called exactly once, with the requested tol."""
+    op, d = _clustered_operator()
+    tol = 1e-10
+    res = nc.top_k_eigs(op, 3, tol=tol, maxiter=2, return_result=True, return_vectors=True,
+                        dense_fallback_max=0)
+    assert res.converged is False and res.method == "ritz_estimate"
+    assert "did not converge" in res.note and res.tol == tol and res.maxiter == 2
+    assert [c["tol"] for c in eigsh_calls] == [tol], f"ARPACK calls: {eigsh_calls}"
+    assert [c["maxiter"] for c in eigsh_calls] == [2]
+    v, w = res.vectors, res.values
+    assert np.all(np.isfinite(w)) and np.all(np.diff(w) <= 0)
+    recomputed = np.linalg.norm(d[:, None] * v - v * w[None, :], axis=0) / np.abs(w)
+    np.testing.assert_allclose(res.residuals, recomputed, rtol=1e-8)
+    assert res.max_residual > tol, f"non-converged pairs reported residual {res.max_residual}"
+    # Ritz values never exceed the top of the spectrum (Cauchy interlacing)
+    assert w[0] <= d.max() * (1 + 1e-12)
+
+
+def test_top_k_non_convergence_dense_fallback(eigsh_calls):
+    op, d = _clustered_operator(n=600, seed=1)
+    res = nc.top_k_eigs(op, 3, tol=1e-10, maxiter=2, return_result=True, return_vectors=True)
+    assert res.method == "dense_fallback" and res.converged and "dense LAPACK" in res.note
+    assert len(eigsh_calls) == 1
+    np.testing.assert_allclose(res.values, np.sort(d)[::-1][:3], rtol=1e-14)
+    assert res.max_residual <= 1e-12
+
+
+def test_top_k_array_api_warns_on_non_convergence():
+    op, _ = _clustered_operator()
+    with pytest.warns(nc.EigshNotConverged, match="did not converge"):
+        w = nc.top_k_eigs(op, 3, tol=1e-10, maxiter=2, dense_fallback_max=0)
+    assert w.shape == (3,) and np.all(np.isfinite(w))
+
+
+def test_top_k_uses_arpack_partial_pairs_when_k_available(monkeypatch):
+    """ARPACK's ArpackNoConvergence may carry partial pairs; with ≥ k of them they are
+    returned, flagged not converged, with their measured residuals."""
+    from scipy.sparse.linalg import ArpackNoConvergence
+    from ntk_core._src import spectra as sp
+    op, d = _clustered_operator(n=500, seed=2)
+    idx = np.argsort(d)[::-1][:3]
+    vecs = np.zeros((500, 3))
+    vecs[idx, np.arange(3)] = 1.0
+    vecs[np.argmin(d), 1] = 1e-3                             # one vector off by 1e-3 in the bulk
+    vecs /= np.linalg.norm(vecs, axis=0)
+
+    def fail(*args, **kwargs):
+        raise ArpackNoConvergence("No convergence (stub)", d[idx], vecs)
+
+    monkeypatch.setattr(sp.spla, "eigsh", fail)
+    res = nc.top_k_eigs(op, 3, return_result=True, return_vectors=True)
+    assert res.method == "arpack_partial" and res.converged is False
+    assert res.residuals[1] > 1e-4 and res.residuals[0] < 1e-12
+
+
+def test_checkpoint_spectra_reports_residuals(pool_x):
+    x = pool_x[:60]
+    stack = _checkpoint_stack(8, "standard", count=3)
+    valid = np.array([True, False, True])
+    for dense_max in (4000, 0):
+        out = nc.checkpoint_spectra(x, stack, parameterization="standard", top_k=5,
+                                    dense_max=dense_max, valid=valid)
+        assert out.residual.shape == (3,) and out.converged.shape == (3,) and len(out.notes) == 3
+        assert out.converged.dtype == bool
+        np.testing.assert_array_equal(out.converged, valid)
+        assert np.isnan(out.residual[1])
+        assert np.all(out.residual[[0, 2]] <= 1e-4), f"{dense_max=}: residuals {out.residual}"
