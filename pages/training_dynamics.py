@@ -1,5 +1,6 @@
 """λ_max and the top-k over epochs, next to losses, accuracy and parameter movement."""
 
+import numpy as np
 import streamlit as st
 
 from ui import charts, data, engine, layout, sidebar
@@ -11,8 +12,8 @@ K, P = view.norm, cfg.parameterization
 layout.header(
     "Training dynamics",
     "How does the top of the NTK spectrum move while the network trains?",
-    "λ_max against the validation loss: the dashed rules mark the best epoch (lowest "
-    "validation loss) and where early stopping would stop; compare the eigenvalue curve "
+    "λ_max against the validation loss: the dashed rules mark the epoch of lowest "
+    "validation loss, where early stopping would stop and which epoch it would restore; compare the eigenvalue curve "
     "with how far the weights have moved from initialization.",
     "λ_max falls, reaches a minimum, rises again with overfitting.")
 layout.config_caption(view)
@@ -26,13 +27,24 @@ r = engine.run(cfg, "Training run")
 if r is not None:
     engine.show_notices([r])
     ep = data.epoch_frame(r, K)
-    stop = (f"early stopping (patience {cfg.patience}) would stop at epoch {r.stop_epoch}"
-            if r.stop_epoch is not None else f"early stopping (patience {cfg.patience}) never triggers")
-    st.markdown(f"**Best epoch** (lowest validation loss): **{r.best_epoch}** · {stop} · "
-                f"kernel spectra: {r.spectrum_method}")
-    rules = [("is_best_epoch", f"best epoch {r.best_epoch}")]
     if r.stop_epoch is not None:
-        rules.append(("is_stop_epoch", f"early stop {r.stop_epoch}"))
+        stop = (f"early stopping (patience {cfg.patience}) would stop at epoch **{r.stop_epoch}** and "
+                f"restore epoch **{r.restore_epoch}** (lowest validation loss up to the stop)")
+    else:
+        stop = f"early stopping (patience {cfg.patience}) never triggers"
+    later = (" — after the stop: patience would have missed it" if r.stop_epoch is not None
+             and r.best_epoch > r.stop_epoch else "")
+    st.markdown(f"**Lowest validation loss over the whole run**: epoch **{r.best_epoch}**{later} · "
+                f"{stop} · kernel spectra: {r.spectrum_method}")
+    bad = int(np.sum(~np.asarray(r.lanczos_converged)[data.valid_mask(r)]))
+    if bad:
+        st.warning(f"The top-k eigensolver did not converge at {bad} epoch(s) (max relative "
+                   f"residual {np.nanmax(r.lanczos_residual):.1e}); those eigenvalues are estimates.")
+    rules = [("is_best_epoch", f"lowest val. loss (epoch {r.best_epoch})")]
+    if r.stop_epoch is not None:
+        rules.append(("is_stop_epoch", f"early stop ({r.stop_epoch})"))
+        if r.restore_epoch != r.best_epoch:
+            rules.append(("is_restore_epoch", f"early stopping restores ({r.restore_epoch})"))
 
     left, right = st.columns(2)
     with left:
@@ -40,6 +52,7 @@ if r is not None:
         if not show_all:
             df = df[df["rank"] == 1].reset_index(drop=True)
         df["is_stop_epoch"] = df["epoch"] == (r.stop_epoch if r.stop_epoch is not None else -1)
+        df["is_restore_epoch"] = df["epoch"] == (r.restore_epoch if r.stop_epoch is not None else -1)
         charts.show(charts.lines(df, "epoch", "eigenvalue", color="rank", color_title="rank j",
                                  ordinal_color=True, y_scale="log", points=False, rules=rules,
                                  x_title="epoch (0 = init)",

@@ -21,7 +21,7 @@ from runner._malloc import trim_heap
 from runner._types import Progress, ProgressFn, ReferenceResult, SpectrumResult, Stage
 
 # Bumped whenever the meaning of a stored value changes (on top of the store's own schema).
-RESULT_VERSION = 4
+RESULT_VERSION = 5
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")
@@ -106,8 +106,12 @@ class RunResult:
       topk: (E+1, k) float64 descending eigenvalues per epoch (NaN after divergence).
       trace: (E+1,) float64 exact trace per epoch.
       diverged_at: first diverged epoch or None.
-      best_epoch: epoch of lowest validation loss.
+      best_epoch: epoch of lowest validation loss over the whole run.
       stop_epoch: epoch a patience rule would have stopped at, or None.
+      restore_epoch: the epoch early stopping would restore: lowest validation loss up to
+        and including ``stop_epoch`` (= best_epoch when training never stalled).
+      lanczos_residual: (E+1,) max relative residual ‖Θv − λv‖/|λ| of each epoch's top-k
+        solve (NaN where skipped). lanczos_converged: (E+1,) bool.
       spectrum_method: "dense" or "matrix_free".
       data_source: "bundled" or "full"; notice: message for the user ("" if none).
       checkpoint_epochs: epochs whose params are stored (all, or init/best/final when large).
@@ -121,6 +125,9 @@ class RunResult:
     diverged_at: int | None
     best_epoch: int
     stop_epoch: int | None
+    restore_epoch: int
+    lanczos_residual: np.ndarray
+    lanczos_converged: np.ndarray
     spectrum_method: str
     data_source: str
     notice: str
@@ -154,6 +161,8 @@ def _to_value(r: RunResult) -> dict[str, Any]:
     v.update(topk=r.topk, trace=r.trace, checkpoint_epochs=r.checkpoint_epochs,
              diverged_at=-1 if r.diverged_at is None else int(r.diverged_at),
              best_epoch=int(r.best_epoch), stop_epoch=-1 if r.stop_epoch is None else int(r.stop_epoch),
+             restore_epoch=int(r.restore_epoch), lanczos_residual=np.asarray(r.lanczos_residual, np.float64),
+             lanczos_converged=np.asarray(r.lanczos_converged, bool),
              spectrum_method=r.spectrum_method, data_source=r.data_source, notice=r.notice)
     return v
 
@@ -166,6 +175,8 @@ def _from_value(config: ExperimentConfig, v: dict[str, Any], status: str) -> Run
         topk=np.asarray(v["topk"]), trace=np.asarray(v["trace"]),
         diverged_at=None if v["diverged_at"] < 0 else int(v["diverged_at"]),
         best_epoch=int(v["best_epoch"]), stop_epoch=None if v["stop_epoch"] < 0 else int(v["stop_epoch"]),
+        restore_epoch=int(v["restore_epoch"]), lanczos_residual=np.asarray(v["lanczos_residual"]),
+        lanczos_converged=np.asarray(v["lanczos_converged"], bool),
         spectrum_method=str(v["spectrum_method"]), data_source=str(v["data_source"]),
         notice=str(v["notice"]), checkpoint_epochs=np.asarray(v["checkpoint_epochs"]))
 
@@ -242,16 +253,17 @@ def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
             _count("spectra")
             metrics = {k: getattr(tr, k)[j] for k in _METRICS}
             es = nc.early_stopping(metrics["val_loss"], c.patience)
-            best, stop = es.best_epoch, es.stop_epoch
+            best, stop, restore = es.best_epoch, es.stop_epoch, es.restore_epoch
             # Diverged epochs hold frozen copies of the last good params: never store them
             # under their own epoch number.
             keep = epochs[valid]
             if sum(v.nbytes for v in params.values()) > MAX_CHECKPOINT_BYTES:
-                keep = np.unique([0, best, int(keep[-1])])
+                keep = np.unique([0, best, restore, int(keep[-1])])
             results[i] = RunResult(
                 config=c, status="computed", metrics=metrics, topk=cs.topk, trace=cs.trace,
                 diverged_at=div if div >= 0 else None, best_epoch=best,
-                stop_epoch=stop if stop >= 0 else None, spectrum_method=cs.method,
+                stop_epoch=stop if stop >= 0 else None, restore_epoch=restore,
+                lanczos_residual=cs.residual, lanczos_converged=cs.converged, spectrum_method=cs.method,
                 data_source=split.source, notice=split.notice, checkpoint_epochs=keep,
                 params={k: np.ascontiguousarray(v[keep]) for k, v in params.items()})
             done += 1
@@ -405,7 +417,9 @@ def spectrum_at(config: ExperimentConfig, epoch: int, limits: Limits, *,
         _count("spectra")
         _release_memory()
         return {"method": fs.method, "eigenvalues": fs.eigenvalues, "nodes": fs.nodes,
-                "weights": fs.weights, "trace": fs.trace, "topk": fs.topk}
+                "weights": fs.weights, "trace": fs.trace, "topk": fs.topk, "floor": float(fs.floor),
+                "below_floor": int(fs.below_floor), "kernel_dtype": fs.kernel_dtype,
+                "residual": float(fs.residual), "converged": bool(fs.converged), "note": fs.note}
 
     key = {**_key_config(c), "epoch": int(epoch), "dense_max": limits.max_dense_n}
     if store is None or not store.enabled:
@@ -415,6 +429,9 @@ def spectrum_at(config: ExperimentConfig, epoch: int, limits: Limits, *,
     return SpectrumResult(method=str(value["method"]), eigenvalues=np.asarray(value["eigenvalues"]),
                           nodes=np.asarray(value["nodes"]), weights=np.asarray(value["weights"]),
                           trace=float(value["trace"]), topk=np.asarray(value["topk"]),
+                          floor=float(value["floor"]), below_floor=int(value["below_floor"]),
+                          kernel_dtype=str(value["kernel_dtype"]), residual=float(value["residual"]),
+                          converged=bool(value["converged"]), note=str(value["note"]),
                           epoch=int(epoch), status=status)
 
 

@@ -65,6 +65,11 @@ class SpectrumResult:
       eigenvalues: (n,) float64 descending when dense, else empty.
       nodes, weights: SLQ quadrature nodes and weights (weights sum to 1) when "slq".
       trace: exact trace (float). topk: (k,) float64 descending, exact (Lanczos).
+      floor: round-off floor ε·tr(Θ) + n·ε₆₄·λ_max for the precision the kernel was formed
+        in (``kernel_dtype``): eigenvalues below it are round-off, not spectrum.
+      below_floor: how many eigenvalues lie below the floor (SLQ: an estimate).
+      residual: max relative residual of the Lanczos top-k (NaN for a direct dense solve).
+      converged: whether the top-k solve converged. note: its fallback account, or "".
       epoch: the checkpoint's epoch. status: "hit", "computed" or "uncached".
     """
 
@@ -74,8 +79,19 @@ class SpectrumResult:
     weights: np.ndarray
     trace: float
     topk: np.ndarray
+    floor: float
+    below_floor: int
+    kernel_dtype: str
+    residual: float
+    converged: bool
+    note: str
     epoch: int
     status: str
+
+    @property
+    def resolved(self) -> np.ndarray:
+        """Dense eigenvalues above the round-off floor (what a chart may plot as data)."""
+        return self.eigenvalues[self.eigenvalues > self.floor]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -323,7 +323,10 @@ def result_json(r) -> dict[str, Any]:
     obj["lambda_max"] = _list(r.topk[:, 0]) if r.topk.shape[1] else [None] * e
     obj["topk"] = _list(r.topk)
     obj["trace"] = _list(r.trace)
-    obj.update(best_epoch=int(r.best_epoch), stop_epoch=r.stop_epoch, diverged_at=r.diverged_at,
+    obj["lanczos_residual"] = _list(r.lanczos_residual)
+    obj["lanczos_converged"] = [bool(c) for c in np.asarray(r.lanczos_converged).ravel()]
+    obj.update(best_epoch=int(r.best_epoch), stop_epoch=r.stop_epoch, restore_epoch=int(r.restore_epoch),
+               diverged_at=r.diverged_at,
                spectrum_method=r.spectrum_method, data_source=r.data_source, notice=r.notice,
                checkpoint_epochs=[int(c) for c in np.asarray(r.checkpoint_epochs).ravel()],
                normalization=normalization_note(r.config))
@@ -357,8 +360,13 @@ def result_table(r, seconds: float) -> str:
         mark = "*" if ep == r.best_epoch else ("!" if r.diverged_at is not None and ep >= r.diverged_at else " ")
         w(f"{ep:5d}{mark}" + "".join(" " + _g(v) for v in vals) + "\n")
     w("\n")
-    w(f"best epoch (lowest val_loss, marked *): {r.best_epoch}; "
-      f"patience {c.patience} would stop at: {r.stop_epoch if r.stop_epoch is not None else '-'}\n")
+    w(f"lowest val_loss over the run (marked *): epoch {r.best_epoch}; patience {c.patience} "
+      + (f"would stop at epoch {r.stop_epoch} and restore epoch {r.restore_epoch}\n"
+         if r.stop_epoch is not None else "never stops\n"))
+    bad = int(np.sum(~np.asarray(r.lanczos_converged, bool) & np.isfinite(r.topk[:, 0])))
+    if bad:
+        w(f"warning: the top-k eigensolver did not converge at {bad} epoch(s); max relative residual "
+          f"{np.nanmax(r.lanczos_residual):.2e}\n")
     if r.diverged_at is not None:
         w(f"diverged at epoch {r.diverged_at} (marked !): metrics and spectra are NaN from there on; "
           "try a smaller --lr\n")

@@ -22,8 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--width", "8", "--samples", "100", "--n-val", "50", "--epochs", "3"]
 EPOCHS = 3
-PER_EPOCH = ("train_loss", "val_loss", "val_acc", "step_norm", "rel_change", "lambda_max", "trace", "topk")
-SCALARS = ("best_epoch", "stop_epoch", "diverged_at", "spectrum_method", "data_source", "notice",
+PER_EPOCH = ("train_loss", "val_loss", "val_acc", "step_norm", "rel_change", "lambda_max", "trace", "topk",
+             "lanczos_residual", "lanczos_converged")
+SCALARS = ("best_epoch", "stop_epoch", "restore_epoch", "diverged_at", "spectrum_method", "data_source", "notice",
            "normalization", "config", "status")
 
 
@@ -79,6 +80,9 @@ def test_run_json_fields_then_cache_hit(shared_cache):
     assert first["diverged_at"] is None
     assert first["config"]["n_train"] == 100 and first["config"]["width"] == 8
     assert first["lambda_max"] == [row[0] for row in first["topk"]]
+    # Every epoch's top-k solve converged, and its measured residual says so.
+    assert all(first["lanczos_converged"]) and max(first["lanczos_residual"]) < 1e-4
+    assert first["restore_epoch"] <= (first["stop_epoch"] if first["stop_epoch"] is not None else EPOCHS)
     assert "not divided by n" in first["normalization"].lower()
     assert "standard parameterization" in first["normalization"]
 

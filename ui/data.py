@@ -72,6 +72,7 @@ def epoch_frame(r, norm: str) -> pd.DataFrame:
         "rel_change": r.metrics["rel_change"],
         "is_best_epoch": e == r.best_epoch,
         "is_stop_epoch": e == (r.stop_epoch if r.stop_epoch is not None else -1),
+        "is_restore_epoch": e == (r.restore_epoch if r.stop_epoch is not None else -1),
     })
     return df[valid_mask(r)].reset_index(drop=True)
 
@@ -91,7 +92,7 @@ def metric_long(df: pd.DataFrame, cols: dict[str, str], positive: bool = False,
                 min_epoch: int = 0) -> pd.DataFrame:
     """Melts columns of an epoch frame into (epoch, flags…, quantity, value); ``cols``
     maps column → displayed name. Early-stopping flags are kept for the rules."""
-    flags = [c for c in ("is_best_epoch", "is_stop_epoch") if c in df]
+    flags = [c for c in ("is_best_epoch", "is_stop_epoch", "is_restore_epoch") if c in df]
     out = df[df["epoch"] >= min_epoch].melt(id_vars=["epoch", *flags], value_vars=list(cols),
                                              var_name="quantity", value_name="value")
     out["quantity"] = out["quantity"].map(cols)
