@@ -11,9 +11,12 @@ K, P = view.norm, cfg.parameterization
 layout.header(
     "Spectrum explorer",
     "What does the whole eigenvalue distribution look like, beyond the top-k?",
-    "The density on a log axis shows the bulk and the outliers; in the CDF, a run whose "
-    "λ₁ takes a larger share of the trace has more mass at large eigenvalues, so its CDF "
-    "saturates later.",
+    "The density on a log axis shows the bulk and the outliers. Read the two CDFs "
+    "differently: in the count CDF (share of eigenvalues ≤ t) λ₁ is one eigenvalue, 1/n of "
+    "the mass, so a larger λ₁ only moves the curve's right end; in the trace-weighted CDF "
+    "(share of the trace in eigenvalues ≤ t) a λ₁ that carries more of the trace keeps the "
+    "curve low until t reaches λ₁ — that is where a CDF 'saturates late'. Eigenvalues below "
+    "the round-off floor are counted, not drawn.",
     "Larger λ1 → CDF saturates late.")
 layout.config_caption(view)
 
@@ -42,6 +45,9 @@ if out is not None:
             col.metric(f"λ₁ share of the trace — {row.series}", f"{row.lambda1_share_of_trace:.1%}",
                        help=f"λ₁ = {row.lambda_1:.4g}, trace = {row.trace:.4g} "
                             f"({data.kernel_name(K)}); method: {row.method}")
+        note = data.floor_note(specs, labs)
+        if note:
+            st.caption(note + ".")
         methods = set(summary["method"])
         st.caption("Method: " + ("dense eigendecomposition of the n×n kernel" if methods == {"dense"}
                                  else "stochastic Lanczos quadrature (SLQ) estimate of the density "
@@ -65,12 +71,21 @@ if out is not None:
                                      y_title="share of eigenvalues ≤ t (CDF)",
                                      title="Spectral CDF"),
                         df, "spectral_cdf")
-        df = data.cumshare_frame(specs, labs)
-        charts.show(charts.lines(df, "j", "cumulative_share", color="series", color_title="config",
-                                 color_sort=labs, x_ticks=charts.int_ticks(cfg.top_k),
+        left, right = st.columns(2)
+        with left:
+            df = data.cdf_frame(specs, labs, cfgs, K)
+            charts.show(charts.lines(df, "eigenvalue", "trace_cdf", color="series",
+                                     color_title="config", color_sort=labs, x_scale="log",
+                                     points=False, x_title=data.axis_title("eigenvalue t", K, P),
+                                     y_title="share of the trace in eigenvalues ≤ t",
+                                     title="Trace-weighted CDF"),
+                        df, "spectral_trace_cdf")
+        with right:
+            df = data.cumshare_frame(specs, labs)
+            charts.show(charts.lines(df, "j", "cumulative_share", color="series", color_title="config",
+                                     color_sort=labs, x_ticks=charts.int_ticks(cfg.top_k),
                                      x_title="number of top eigenvalues j",
-                                 y_title=f"share of trace({data.kernel_name(K)}) in the top-j",
-                                 title=f"Cumulative share of the trace in the top-{cfg.top_k}",
-                                 height=240),
-                    df, "cumulative_share_topk")
+                                     y_title=f"share of trace({data.kernel_name(K)}) in the top-j",
+                                     title=f"Cumulative share of the trace in the top-{cfg.top_k}"),
+                        df, "cumulative_share_topk")
         st.dataframe(summary, hide_index=True)

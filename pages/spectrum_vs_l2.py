@@ -11,9 +11,10 @@ K, P = view.norm, cfg.parameterization
 layout.header(
     "Spectrum vs L2 regularization",
     "How does the L2 penalty λ change the top of the NTK spectrum?",
-    "λ_max (and the whole top-k) at the chosen epoch as λ grows; in the CDF, a spectrum "
-    "dominated by a large λ₁ saturates late (its eigenvalue mass sits far right).",
-    "λ_max falls with L2.")
+    "λ_max (and the whole top-k) at the chosen epoch as λ grows. The count CDF gives every "
+    "eigenvalue weight 1/n, so a large λ₁ barely shows in it; the trace-weighted CDF shows "
+    "how much of the trace sits in the largest eigenvalues.",
+    "Maximum eigenvalue of the NTK matrix decreases as we apply regularization.")
 layout.config_caption(view)
 
 c1, c2 = st.columns([2, 1])
@@ -63,11 +64,21 @@ if out is not None:
                                      title=f"Spectral CDF ({method})"),
                         df, f"cdf_vs_l2_epoch{epoch}")
         with right:
-            df = data.cumshare_frame(specs, labs)
-            charts.show(charts.lines(df, "j", "cumulative_share", color="series",
-                                     color_title="run", color_sort=labs, ordinal_color=True,
-                                     x_ticks=charts.int_ticks(cfg.top_k),
-                                     x_title="number of top eigenvalues j",
-                                     y_title=f"share of trace({data.kernel_name(K)}) in top-j",
-                                     title="Cumulative share of the trace"),
-                        df, f"cumulative_share_vs_l2_epoch{epoch}")
+            df = data.cdf_frame(specs, labs, cfgs, K)
+            charts.show(charts.lines(df, "eigenvalue", "trace_cdf", color="series", color_title="run",
+                                     color_sort=labs, ordinal_color=True, x_scale="log", points=False,
+                                     x_title=data.axis_title("eigenvalue t", K, P),
+                                     y_title="share of the trace in eigenvalues ≤ t",
+                                     title="Trace-weighted CDF"),
+                        df, f"trace_cdf_vs_l2_epoch{epoch}")
+        df = data.cumshare_frame(specs, labs)
+        charts.show(charts.lines(df, "j", "cumulative_share", color="series",
+                                 color_title="run", color_sort=labs, ordinal_color=True,
+                                 x_ticks=charts.int_ticks(cfg.top_k),
+                                 x_title="number of top eigenvalues j",
+                                 y_title=f"share of trace({data.kernel_name(K)}) in top-j",
+                                 title="Cumulative share of the trace", height=240),
+                    df, f"cumulative_share_vs_l2_epoch{epoch}")
+        note = data.floor_note(specs, labs)
+        if note:
+            st.caption(note + ".")

@@ -478,3 +478,20 @@ def test_hosted_mode_hides_exception_details(monkeypatch):
     monkeypatch.setenv("NTK_HOSTED", "0")
     open_app()
     assert st.get_option("client.showErrorDetails") == "full"
+
+
+def test_eigenvalues_below_the_roundoff_floor_are_counted_not_drawn():
+    # Width 2: the kernel has low rank, so most of its n eigenvalues are round-off.
+    at = open_app({**SMALL, "width": "2"}, page="pages/spectrum_explorer.py")
+    assert_page_ok(at, 3)
+    lim = runner.Limits()
+    cfg = runner.validate_config({"width": 2, "n_train": 200, "epochs": 3}, lim)
+    spec = runner.spectrum_at(cfg, 3, lim, store=runner.open_store())
+    assert spec.method == "dense" and spec.below_floor > 100  # the case is a real test
+    assert f"{spec.below_floor} of 200 eigenvalues lie below the round-off floor" in texts(at.caption)
+    cdf = chart_data(charts(at)[1])
+    assert (cdf["eigenvalue"] > spec.floor).all()           # nothing below the floor is drawn
+    assert len(cdf) == 200 - spec.below_floor                # every resolved one is
+    assert cdf["cdf"].iloc[0] == pytest.approx((spec.below_floor + 1) / 200)  # but they are counted
+    assert cdf["trace_cdf"].iloc[-1] == pytest.approx(1.0)
+    assert cdf["trace_cdf"].is_monotonic_increasing

@@ -167,46 +167,68 @@ def width_frame(results, widths: Sequence[int], references: Sequence[dict | None
 
 # ---------------------------------------------------------------- whole spectra
 
-def _spectrum_points(spec: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(eigenvalue, weight) pairs of a spectrum_at result, raw Θ, weights summing to 1."""
+def _spectrum_points(spec) -> tuple[np.ndarray, np.ndarray]:
+    """(eigenvalue, weight) pairs of a SpectrumResult, raw Θ, above its round-off floor only.
+
+    Dense: each resolved eigenvalue weighs 1/n, so the weights sum to the resolved share
+    (the eigenvalues below the floor are counted, not plotted). SLQ: quadrature nodes
+    above the floor with their weights.
+    """
     if spec.method == "dense":
         lam = np.asarray(spec.eigenvalues, dtype=float)
-        return lam, np.full(lam.size, 1.0 / max(lam.size, 1))
+        keep = lam > spec.floor
+        return lam[keep], np.full(int(keep.sum()), 1.0 / max(lam.size, 1))
     nodes = np.asarray(spec.nodes, dtype=float)
-    return nodes, np.asarray(spec.weights, dtype=float)
+    w = np.asarray(spec.weights, dtype=float)
+    keep = nodes > spec.floor
+    return nodes[keep], w[keep]
 
 
-def cdf_frame(specs: Sequence[dict], labels: Sequence[str], configs, norm: str,
+def floor_note(specs, labels) -> str:
+    """One line per spectrum on what lies below its round-off floor ("" when nothing does)."""
+    parts = []
+    for spec, lab in zip(specs, labels):
+        if spec.below_floor:
+            n = spec.eigenvalues.size if spec.method == "dense" else None
+            of = f" of {n}" if n else " (SLQ estimate)"
+            parts.append(f"{lab}: {spec.below_floor}{of} eigenvalues lie below the round-off floor "
+                         f"{spec.floor:.2g} (raw Θ, {spec.kernel_dtype} kernel) and are counted, not drawn")
+    return "; ".join(parts)
+
+
+def cdf_frame(specs: Sequence, labels: Sequence[str], configs, norm: str,
               max_points: int = 1500) -> pd.DataFrame:
-    """Long frame (series, eigenvalue, cdf): F(t) = share of eigenvalues ≤ t.
+    """Long frame (series, eigenvalue, cdf, trace_cdf) over the resolved eigenvalues.
 
-    Dense: the empirical CDF; SLQ: cumulative quadrature weights over sorted nodes.
-    Non-positive eigenvalues (round-off) are dropped from the log axis but still counted.
+    ``cdf`` is the count CDF F(t) = #{λ_i ≤ t}/n: every eigenvalue weighs 1/n, so λ1 is
+    one point of mass 1/n; the eigenvalues below the round-off floor are counted in F
+    (the curve starts at their share) but not drawn. ``trace_cdf`` is the trace-weighted
+    CDF W(t) = Σ_{λ_i ≤ t} λ_i / Σ λ_i, where λ1's weight is its share of the trace.
     """
     frames = []
     for spec, lab, cfg in zip(specs, labels, configs):
         lam, w = _spectrum_points(spec)
-        if spec.method == "dense":
-            t, F = nc.empirical_cdf(lam)
-        else:
-            order = np.argsort(lam)
-            t, F = lam[order], np.cumsum(w[order])
-        t = t * scale(cfg, norm)
-        keep = np.isfinite(t) & (t > 0)
-        t, F = t[keep], F[keep]
+        order = np.argsort(lam)
+        lam, w = lam[order], w[order]
+        start = max(1.0 - float(w.sum()), 0.0)  # share below the floor (and ≤ 0)
+        F = start + np.cumsum(w)
+        mass = w * lam
+        W = np.cumsum(mass) / mass.sum() if mass.sum() > 0 else np.zeros_like(F)
+        t = lam * scale(cfg, norm)
         if t.size > max_points:  # thin evenly in rank, keep both ends
             idx = np.unique(np.linspace(0, t.size - 1, max_points).round().astype(int))
-            t, F = t[idx], F[idx]
+            t, F, W = t[idx], F[idx], W[idx]
         frames.append(pd.DataFrame({"series": lab, "method": spec.method,
-                                    "eigenvalue": t, "cdf": F}))
+                                    "eigenvalue": t, "cdf": F, "trace_cdf": W}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["series", "method", "eigenvalue", "cdf"])
+        columns=["series", "method", "eigenvalue", "cdf", "trace_cdf"])
 
 
-def density_frame(specs: Sequence[dict], labels: Sequence[str], configs, norm: str,
+def density_frame(specs: Sequence, labels: Sequence[str], configs, norm: str,
                   points: int = 200) -> pd.DataFrame:
     """Long frame (series, eigenvalue, density): Gaussian-smoothed spectral density per
-    decade of eigenvalue (on log10 λ), for dense eigenvalues and SLQ alike."""
+    decade of eigenvalue (on log10 λ), for dense eigenvalues and SLQ alike, over the
+    eigenvalues above the round-off floor (it integrates to their share of n)."""
     logs, weights = [], []
     for spec, cfg in zip(specs, configs):
         lam, w = _spectrum_points(spec)
@@ -229,7 +251,7 @@ def density_frame(specs: Sequence[dict], labels: Sequence[str], configs, norm: s
     return pd.concat(frames, ignore_index=True)
 
 
-def cumshare_frame(specs: Sequence[dict], labels: Sequence[str]) -> pd.DataFrame:
+def cumshare_frame(specs: Sequence, labels: Sequence[str]) -> pd.DataFrame:
     """Long frame (series, j, share): share of the exact trace in the top-j eigenvalues."""
     frames = []
     for spec, lab in zip(specs, labels):
@@ -241,7 +263,7 @@ def cumshare_frame(specs: Sequence[dict], labels: Sequence[str]) -> pd.DataFrame
         columns=["series", "j", "cumulative_share"])
 
 
-def spectrum_summary(specs: Sequence[dict], labels: Sequence[str], configs, norm: str) -> pd.DataFrame:
+def spectrum_summary(specs: Sequence, labels: Sequence[str], configs, norm: str) -> pd.DataFrame:
     """One row per spectrum: method, λ1, trace, λ1/trace, effective rank of the top-k."""
     rows = []
     for spec, lab, cfg in zip(specs, labels, configs):
@@ -250,7 +272,8 @@ def spectrum_summary(specs: Sequence[dict], labels: Sequence[str], configs, norm
         rows.append({"series": lab, "method": spec.method, "epoch": spec.epoch,
                      "lambda_1": topk[0] * s, "trace": float(spec.trace) * s,
                      "lambda1_share_of_trace": float(topk[0] / spec.trace),
-                     "effective_rank_topk": nc.effective_rank(topk)})
+                     "effective_rank_topk": nc.effective_rank(topk),
+                     "below_roundoff_floor": int(spec.below_floor)})
     return pd.DataFrame(rows)
 
 
