@@ -15,6 +15,12 @@ from runner._config import Limits
 from runner._config import bounds
 from runner._config import estimate_memory_mb
 from runner._config import validate_config
+from runner._findings import ClaimResult
+from runner._findings import FindingsResult
+from runner._findings import Protocol
+from runner._findings import cached_findings
+from runner._findings import findings
+from runner._findings import protocol
 from runner._malloc import trim_heap
 from runner._malloc import tune_allocator
 from runner._run import COUNTERS
@@ -37,11 +43,14 @@ from runner._types import Stage
 __all__ = (
     "Bounds",
     "COUNTERS",
+    "ClaimResult",
     "ConfigError",
     "ExperimentConfig",
+    "FindingsResult",
     "GRID_PARAMS",
     "Limits",
     "Progress",
+    "Protocol",
     "ProgressFn",
     "ReferenceResult",
     "RunResult",
@@ -49,9 +58,12 @@ __all__ = (
     "Stage",
     "analytic_reference",
     "bounds",
+    "cached_findings",
     "configure_jax_cache",
     "estimate_memory_mb",
+    "findings",
     "open_store",
+    "protocol",
     "run",
     "run_configs",
     "run_sweep",

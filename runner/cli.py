@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "empirical NTK spectrum per epoch. Results go to the same cache the app reads.",
         epilog="Eigenvalues are of the raw traced Θ (mean over the 10 logits), not divided by n.")
     _add_common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="{run,sweep}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,findings}", required=True)
 
     p_run = sub.add_parser("run", allow_abbrev=False, help="one config: per-epoch metrics and top-k spectrum",
                            description="Train one config (or load it from the cache) and print per-epoch "
@@ -170,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p_sw)
     _add_common(p_sw, top=False)
     p_sw.set_defaults(handler=cmd_sweep)
+
+    p_f = sub.add_parser("findings", allow_abbrev=False,
+                         help="re-test every claim of the study; verdicts computed from the data",
+                         description="Train the protocol's grids (L2, L1, n and width sweeps, 3 seeds, "
+                                     "SGD and Adam) through the shared cache and judge each claim of the "
+                                     "study: holds, holds_only_when, does_not_hold or inconclusive.")
+    p_f.add_argument("--quick", action="store_true",
+                     help="reduced protocol (smaller net, fewer epochs and grid points: minutes on "
+                          "2 cores); the JSON says so")
+    p_f.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    _add_common(p_f, top=False)
+    p_f.set_defaults(handler=cmd_findings)
     return parser
 
 
@@ -441,6 +453,10 @@ def plan(argv: Sequence[str]) -> Plan:
     """
     args = build_parser().parse_args(_glue_dash_values(list(argv)))
     limits = Limits.from_env()
+    if args.command == "findings":
+        from runner import _findings
+
+        return Plan(args, limits, [_findings.protocol("quick" if args.quick else "full", limits).base])
     base = validate_config(_base_config(args), limits)
     if args.command == "run":
         return Plan(args, limits, [base])
@@ -497,6 +513,41 @@ def cmd_sweep(p: Plan) -> int:
                  + ", ".join(f"{n} {k}" for k, n in counts.items()) + f") in {seconds:.1f} s, {fmt} written to {where}"
                  + (f"; diverged at {vary} = {', '.join(diverged)}" if diverged else ""))
     return 0
+
+
+def cmd_findings(p: Plan) -> int:
+    from runner import _findings
+
+    args = p.args
+    proto = _findings.protocol("quick" if args.quick else "full", p.limits)
+    with _Session(args) as s:
+        store = s.open_store()
+        res = _findings.findings(proto, p.limits, store=store, progress=s.bar)
+        s.bar.clear()
+        if args.json:
+            _write_stdout(_dumps(res.to_json()) + "\n")
+        else:
+            _write_stdout(findings_table(res))
+    return 0
+
+
+def findings_table(res) -> str:
+    """A human table: one row per claim × optimizer, then the conditions and criteria."""
+    out = io.StringIO()
+    w = out.write
+    p = res.protocol
+    w(f"NTK Explorer findings — {p.name} protocol ({res.status}, {res.seconds:.1f} s), "
+      f"config hash {p.key}\n")
+    b = p.base
+    w(f"base: width {b.width}, n={b.n_train}, n_val={b.n_val}, {b.epochs} epochs, batch {b.batch_size}, "
+      f"{b.parameterization} param.; seeds {list(p.seeds)}; optimizers "
+      + ", ".join(f"{o} (lr {lr:g})" for o, lr in p.optimizers) + "\n\n")
+    w(f"{'claim':34s} {'optimizer':9s} verdict\n")
+    for c in res.claims:
+        w(f"{c.claim_id:34s} {c.optimizer:9s} {c.verdict.verdict}"
+          + (f" — {c.verdict.condition}" if c.verdict.condition else "") + "\n")
+    w("\nEigenvalues are of the raw traced empirical NTK Θ (mean over the 10 logits), not divided by n.\n")
+    return out.getvalue()
 
 
 def _flag_for(exc: ConfigError, args: argparse.Namespace | None) -> str:

@@ -63,3 +63,28 @@ def mnist_small():
     from ntk_core import load_split
 
     return load_split(64, 32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def quick_findings(tmp_path_factory):
+    """``python -m ntk_core findings --quick --json`` run once, in a subprocess, into its own
+    cache dir: (cache dir, parsed JSON, seconds). The Findings page's browser test serves
+    from the same dir, so it shows the cached verdicts."""
+    import json
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cache_dir = tmp_path_factory.mktemp("findings_cache")
+    env = {**os.environ, "NTK_CACHE_DIR": str(cache_dir), "JAX_PLATFORMS": "cpu"}
+    for var in ("NTK_HOSTED", "NTK_MAX_N", "NTK_MAX_WIDTH", "NTK_MAX_EPOCHS", "NTK_MAX_TOPK",
+                "NTK_MAX_DENSE_N", "NTK_MAX_GRID", "NTK_MAX_MEMORY_MB"):
+        env.pop(var, None)
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "ntk_core", "findings", "--quick", "--json", "-q"],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    seconds = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr[-3000:]
+    return cache_dir, json.loads(p.stdout), seconds

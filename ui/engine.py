@@ -252,3 +252,17 @@ def show_notices(results, labels: Sequence[str] | None = None, notes: Sequence[s
         st.error(text)
     for note in notes:
         st.caption(note)
+
+
+def findings(protocol: runner.Protocol, label: str, on_claim=None):
+    """The study's claims re-tested under ``protocol`` (a FindingsResult) or None on failure;
+    ``on_claim`` sees each verdict as it arrives. A cached protocol shows no status box."""
+    cached = runner.cached_findings(protocol, _limits(), store())
+    if cached is not None:
+        return cached
+    rep = Reporter(label)
+    out = _guarded(rep, label, lambda: runner.findings(protocol, _limits(), store=store(),
+                                                       progress=rep.callback, on_claim=on_claim))
+    if out is not None:
+        rep.complete(f"{label} — {len(out.claims)} verdicts computed in {out.seconds:.0f} s and cached")
+    return out

@@ -7,6 +7,7 @@ import streamlit as st
 # (file, menu title, icon); the first one is the default page.
 PAGES = (
     ("pages/home.py", "What is the NTK?", ":material/school:"),
+    ("pages/findings.py", "Findings", ":material/fact_check:"),
     ("pages/spectrum_vs_l2.py", "Spectrum vs L2", ":material/bar_chart:"),
     ("pages/training_dynamics.py", "Training dynamics", ":material/timeline:"),
     ("pages/regularization_grid.py", "Regularization grid", ":material/grid_view:"),
