@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.runtime.memory_media_file_storage import _calculate_file_id
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import runner
@@ -52,26 +51,6 @@ def _env(cache_dir, monkeypatch):
     for var in ("NTK_HOSTED", "NTK_MAX_N", "NTK_MAX_WIDTH", "NTK_MAX_EPOCHS", "NTK_MAX_TOPK",
                 "NTK_MAX_DENSE_N", "NTK_MAX_GRID"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _navigation_mode(request, monkeypatch):
-    """Run every AppTest run the way a server runs after its first ``st.navigation`` call.
-
-    With a ``pages/`` folder, Streamlit starts in its old folder-based multipage mode and
-    leaves it for good once app.py calls ``st.navigation``. AppTest resets that flag
-    before every run, so each run after the first would execute the page file without
-    app.py. Tests that request the ``folder_mode`` fixture keep AppTest's behaviour.
-    """
-    if "folder_mode" in request.fixturenames:
-        return
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 def open_app(query: dict | None = None, page: str | None = None, state: dict | None = None) -> AppTest:
@@ -260,14 +239,10 @@ def test_spectrum_explorer_compares_two_configs():
     assert len(at.metric) == 2
 
 
-@pytest.fixture
-def folder_mode():
-    """Marker fixture: leave Streamlit's folder-based multipage mode on (see above)."""
-
-
-def test_page_run_without_app_py_still_has_sidebar_and_charts(folder_mode):
-    """Streamlit's folder mode (e.g. a deep link on a fresh server) runs a page file
-    without app.py: the page then draws the sidebar itself."""
+def test_page_run_without_app_py_reruns_through_app_py():
+    """AppTest, like a fresh server given a deep link, starts each run in Streamlit's
+    pages/-folder mode, which runs the page file without app.py; the page then reruns
+    through app.py (ui.sidebar.current), so the sidebar and charts are app.py's."""
     at = open_app(page="pages/training_dynamics.py")
     assert_page_ok(at, 4)
     assert at.number_input(key="width").value == 16

@@ -32,6 +32,7 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-r
 SMALL = {"width": "16", "samples": "200", "epochs": "4", "topk": "5"}
 PAGES = [  # (url path, screenshot name, a chart is expected)
     ("", "home", False),
+    ("findings", "findings", True),
     ("spectrum_vs_l2", "spectrum_vs_l2", True),
     ("training_dynamics", "training_dynamics", True),
     ("regularization_grid", "regularization_grid", True),
@@ -51,15 +52,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    assert CHROMIUM, "Debian's chromium is required: run `python tests/ensure_chromium.py`"
-    tmp = tmp_path_factory.mktemp("e2e")
+def _start_server(cache_dir: Path, log: Path, server_log: Path):
     port = _free_port()
-    log = tmp / "compute.log"
-    env = {**os.environ, "NTK_CACHE_DIR": str(tmp / "cache"), "NTK_COMPUTE_LOG": str(log),
+    env = {**os.environ, "NTK_CACHE_DIR": str(cache_dir), "NTK_COMPUTE_LOG": str(log),
            "JAX_PLATFORMS": "cpu"}
-    out = open(tmp / "server.log", "w")
+    out = open(server_log, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -77,15 +74,30 @@ def server(tmp_path_factory):
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
             out.close()
-            pytest.fail("streamlit did not start:\n" + (tmp / "server.log").read_text()[-3000:])
+            pytest.fail("streamlit did not start:\n" + server_log.read_text()[-3000:])
         time.sleep(0.3)
-    yield {"base": base, "log": log, "proc": proc, "server_log": tmp / "server.log"}
+    return proc, out, base
+
+
+def _stop_server(proc, out) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
     out.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, quick_findings):
+    assert CHROMIUM, "Debian's chromium is required: run `python tests/ensure_chromium.py`"
+    tmp = tmp_path_factory.mktemp("e2e")
+    log = tmp / "compute.log"
+    # The cache already holds the quick findings (computed once by the CLI in conftest), so
+    # the Findings page shows them without recomputing.
+    proc, out, base = _start_server(quick_findings[0], log, tmp / "server.log")
+    yield {"base": base, "log": log, "proc": proc, "server_log": tmp / "server.log"}
+    _stop_server(proc, out)
 
 
 def _url(base: str, path: str, **params: str) -> str:
@@ -140,6 +152,48 @@ def test_every_page_renders_in_a_real_browser(server, browser, path, name, chart
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     finally:
         page.close()
+
+
+def test_findings_page_shows_a_verdict_per_claim_from_the_cache(server, browser, quick_findings):
+    _, out, _ = quick_findings
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        before = _trainings(server["log"])
+        page.goto(f"{server['base']}/findings", timeout=TIMEOUT_MS)
+        _settle(page, True)
+        _no_exception(page, "findings")
+        text = page.inner_text("body")
+        assert "quick" in text and "loaded from the cache" in text
+        for c in out["claims"]:  # every claim id and its verdict label is on the page
+            assert c["id"] in text, c["id"]
+        labels = {"holds": "holds", "holds_only_when": "holds only when",
+                  "does_not_hold": "does not hold", "inconclusive": "inconclusive"}
+        for v in {c["verdict"] for c in out["claims"]}:
+            assert labels[v] in text, v
+        assert page.locator(CHART).count() >= len(out["claims"])  # one evidence chart each
+        assert _trainings(server["log"]) == before  # nothing was recomputed
+    finally:
+        page.close()
+
+
+def test_deep_link_as_the_first_request_of_a_fresh_server(tmp_path, browser):
+    # Streamlit's pages/-folder mode runs the page file without app.py on a fresh server:
+    # the page must rerun through app.py (app.py's sidebar and menu, no exception).
+    proc, out, base = _start_server(tmp_path / "cache", tmp_path / "log",
+                                    tmp_path / "server.log")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(_url(base, "training_dynamics"), timeout=TIMEOUT_MS)
+        _settle(page, True)
+        _no_exception(page, "deep link")
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_by_text("Findings").count() >= 1        # app.py's menu titles
+        assert sidebar.get_by_text("Hidden width").count() == 1    # app.py's sidebar, once
+        assert "Page not found" not in page.inner_text("body")
+        assert page.locator(CHART).count() >= 4
+    finally:
+        page.close()
+        _stop_server(proc, out)
 
 
 def test_changing_a_sidebar_control_redraws_with_new_data(server, browser):
@@ -198,7 +252,7 @@ def test_eight_concurrent_sessions_compute_once_and_agree(server):
                         timeout=TIMEOUT_MS)
                     await page.wait_for_timeout(500)
                     exc = await page.locator('[data-testid="stException"]').count()
-                    best = await page.get_by_text("Best epoch").first.inner_text()
+                    best = await page.get_by_text("Lowest validation loss over the whole run").first.inner_text()
                     shot = await page.locator(CHART).first.screenshot()
                     await ctx.close()
                     return exc, best, shot

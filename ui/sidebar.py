@@ -211,17 +211,19 @@ def current_limits() -> runner.Limits:
 def current() -> View:
     """The view the sidebar produced on this run (every page calls this first).
 
-    Streamlit still knows the old "pages/ folder" mode: until the first ``st.navigation``
-    call of a server process (e.g. a deep link to a page on a fresh server), it may
-    execute a page file without app.py. The page then registers the app's navigation
-    (which ends that mode for the process) and draws the sidebar itself.
+    The one place that knows about Streamlit's legacy multipage mode (Streamlit 1.67.0):
+    until the first ``st.navigation`` call of a server process, ``PagesManager`` sets the
+    process-wide ``uses_pages_directory`` because a ``pages/`` folder sits next to app.py,
+    and ``ScriptRunner`` then runs the requested ``pages/<name>.py`` without app.py (a deep
+    link to a page on a fresh server; AppTest re-enables the mode before every run). No
+    config option turns this off, and the folder name is part of this project's design. A
+    page in that situation registers the app's navigation, which ends the mode for the
+    process, and reruns, so it runs again through app.py with app.py's sidebar.
     """
     view = _FRAME.get()
     if view is None:
         from ui import nav
 
-        page_config()
-        setup()
-        st.navigation(nav.pages())  # not run: this page is already running
-        view = render()
+        st.navigation(nav.pages(), position="hidden")
+        st.rerun()
     return view
