@@ -39,9 +39,13 @@ from runner._types import ProgressFn
 from runner._types import ReferenceResult
 from runner._types import SpectrumResult
 from runner._types import Stage
+from runner._verdicts import CLAIMS
+from runner._verdicts import RULES
+from runner._verdicts import Verdict
 
 __all__ = (
     "Bounds",
+    "CLAIMS",
     "COUNTERS",
     "ClaimResult",
     "ConfigError",
@@ -52,10 +56,12 @@ __all__ = (
     "Progress",
     "Protocol",
     "ProgressFn",
+    "RULES",
     "ReferenceResult",
     "RunResult",
     "SpectrumResult",
     "Stage",
+    "Verdict",
     "analytic_reference",
     "bounds",
     "cached_findings",

@@ -144,11 +144,28 @@ def summary_frame(results, xs: Sequence[Any], x_name: str, epoch: int, norm: str
     return pd.DataFrame(rows)
 
 
-def width_frame(results, widths: Sequence[int], references: Sequence[dict | None], epoch: int,
-                norm: str) -> pd.DataFrame:
+def whole_spectrum_rank(spec) -> tuple[float, float]:
+    """(numerical rank, participation ratio) of a whole dense spectrum: the number of
+    eigenvalues above the round-off floor, and (Σλ)²/Σλ² over those eigenvalues (1 for a
+    rank-1 kernel, n for a flat spectrum). NaN for an SLQ estimate (no single eigenvalues)."""
+    if spec is None or spec.method != "dense":
+        return float("nan"), float("nan")
+    lam = np.asarray(spec.eigenvalues, dtype=float)
+    lam = lam[lam > spec.floor]
+    if lam.size == 0:
+        return 0.0, float("nan")
+    return float(lam.size), float(lam.sum() ** 2 / np.sum(lam ** 2))
+
+
+def width_frame(results, widths: Sequence[int], references: Sequence, epoch: int,
+                norm: str, spectra: Sequence = ()) -> pd.DataFrame:
     """:func:`summary_frame` over widths plus the analytic reference per width
-    (``analytic_<column>``; NaN where no reference is available)."""
+    (``analytic_<column>``; NaN where no reference is available) and, from each width's
+    whole spectrum, ``numerical_rank`` and ``participation_ratio``."""
     df = summary_frame(results, widths, "width", epoch, norm)
+    ranks = [whole_spectrum_rank(sp) for sp in (list(spectra) or [None] * len(results))]
+    df["numerical_rank"] = [r for r, _ in ranks]
+    df["participation_ratio"] = [p for _, p in ranks]
     lam, tr, er = [], [], []
     for r, ref in zip(results, references):
         if ref is None:

@@ -199,22 +199,29 @@ def spectra(items: Sequence[tuple[str, runner.ExperimentConfig, int]], label: st
 
 @dataclasses.dataclass
 class WidthOutcome:
-    """Width sweep plus the analytic reference per width (None where unavailable)."""
+    """Width sweep plus the analytic reference per width (None where unavailable) and
+    each width's whole spectrum at the chosen epoch (None where it failed)."""
 
     results: list
     references: list
+    spectra: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
 
 
-def width_sweep(config: runner.ExperimentConfig, widths: Sequence[int], label: str) -> WidthOutcome | None:
+def width_sweep(config: runner.ExperimentConfig, widths: Sequence[int], label: str,
+                epoch: int = 0) -> WidthOutcome | None:
     """Sweep over widths, plus ``runner.analytic_reference`` (per width in standard
-    parameterization, where the expectation depends on width; once in NTK)."""
-    rep = Reporter(label, steps=len(widths) + 1)
+    parameterization, where the expectation depends on width; once in NTK) and the whole
+    spectrum of every width at ``epoch`` (rank is judged on it, never on the top-k)."""
+    rep = Reporter(label, steps=2 * len(widths) + 1)
 
     def work():
         rs = _sweep_work(rep, config, "width", widths)
-        rep.step(len(widths), "analytic reference kernel")
-        out = WidthOutcome(results=rs, references=[])
+        spectra = _spectra_for(rep, rs, [epoch] * len(rs), [f"width={w}" for w in widths],
+                               len(widths))
+        rep.step(2 * len(widths), "analytic reference kernel")
+        out = WidthOutcome(results=rs, references=[], spectra=spectra.spectra,
+                           notes=spectra.notes + spectra.errors)
         try:
             if config.parameterization == "ntk":
                 ref = runner.analytic_reference(rs[0].config, _limits(), store=store())

@@ -11,7 +11,6 @@ import pandas as pd
 import streamlit as st
 
 import runner
-from runner import _verdicts
 from ui import charts
 
 BADGE = {"holds": ("✅", "holds"), "holds_only_when": ("🟡", "holds only when"),
@@ -119,7 +118,7 @@ def evidence(c: Any) -> tuple[pd.DataFrame, Any] | None:
 
 def claim_card(c: Any, key: str) -> None:
     """One claim: quote, verdict, evidence chart, statistic, criterion, protocol, theory."""
-    claim = _verdicts.CLAIMS[c.claim_id]
+    claim = runner.CLAIMS[c.claim_id]
     with st.container(border=True):
         st.markdown(f"**{c.claim_id}** · {OPTIMIZER.get(c.optimizer, c.optimizer)}")
         st.markdown(f"> “{claim.quote}”")
