@@ -8,13 +8,10 @@ it, runs under it:
 * ``jax_numpy_dtype_promotion="strict"``: no implicit dtype promotion (e.g. float32
   with float64, or an int32 array with a Python float). The closed-form and autodiff
   kernels, the matrix-free operator, the spectra and SGD training all pass under it.
-  Known exception, kept visible rather than weakened globally: optax's Adam computes
-  its bias correction as ``1 - b1**count`` (Python float ** int32 step count), which has
-  no strict promotion path, so ``train_grid(optimizer="adam")`` raises
-  ``TypePromotionError`` under strict promotion. ``tests/test_train.py`` has a test that
-  documents this (it fails until ``ntk_core/_src/train.py`` scopes its optimiser update
-  in ``jax.numpy_dtype_promotion("standard")``) and runs its other Adam tests inside
-  that same local context.
+  optax's Adam computes its bias correction as ``1 - b1**count`` (Python float ** int32
+  step count), which has no strict promotion path, so ``ntk_core/_src/train.py`` scopes
+  its optimiser update in ``jax.numpy_dtype_promotion("standard")``; the Adam tests in
+  ``tests/test_train.py`` run under the strict setting and pass.
 * ``filterwarnings = error`` (added in :func:`pytest_configure`): any warning fails the
   test that triggered it.
 """
