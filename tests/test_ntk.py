@@ -383,3 +383,48 @@ def test_init_params_distribution(parameterization):
     else:
         w1 = np.asarray(params["W1"], np.float64)
         assert abs(w1.std() - 1) < 0.01 and abs(w1.mean()) < 0.01, "W1 not standard normal"
+
+
+# ----------------------------------------------------------------------------------------
+# Explicit scales: params zero-padded to a larger width with the TRUE width's scales give
+# the true width's kernel (padded units: z = 0 → h = 0, relu'(0) = 0, zero W2 rows).
+
+@pytest.mark.parametrize("trace", [True, False], ids=["traced", "full"])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
+def test_padded_params_with_true_scales(parameterization, method, trace, mnist_small):
+    width, padded_width = 5, 12
+    params = make_params(width, parameterization, seed=18, jitter=0.5)
+    padded = nc.pad_params(params, padded_width)
+    assert padded["W1"].shape == (784, padded_width)
+    x = jnp.asarray(mnist_small.x_train[:24])
+    what = f"padded {width}→{padded_width} ({parameterization}, {method}, trace={trace})"
+    ref = nc.empirical_ntk(params, x, parameterization=parameterization, method=method, trace=trace)
+    got = nc.empirical_ntk(padded, x, parameterization=parameterization, method=method, trace=trace,
+                           scales=nc.layer_scales(width, parameterization))
+    assert_kernel_close(got, ref, 1e-6, what)
+    if parameterization == "ntk":  # the padded shape's own scales (a2 = σ_w/√12) differ
+        wrong = nc.empirical_ntk(padded, x, parameterization=parameterization, method=method, trace=trace)
+        assert rel_err(wrong, ref) > 1e-2, f"{what}: scales had no effect"
+
+
+@pytest.mark.parametrize("parameterization", PARAMETERIZATIONS)
+def test_checkpoint_functions_accept_scales(parameterization, mnist_small):
+    """gram-sharing kernel, diagonal and matrix-free state with explicit scales, including
+    as a Scales of traced-friendly Python floats and as a (4,) array."""
+    width, padded_width = 7, 16
+    params = make_params(width, parameterization, seed=19)
+    padded = nc.pad_params(params, padded_width)
+    sc = nc.layer_scales(width, parameterization)
+    x = jnp.asarray(mnist_small.x_train)
+    g = nc.gram(x, parameterization=parameterization)
+    ref = np.asarray(nc.traced_ntk_from_gram(params, x, g, parameterization=parameterization), np.float64)
+    for scales in (sc, jnp.asarray(sc, jnp.float32)):
+        got = nc.traced_ntk_from_gram(padded, x, g, parameterization=parameterization, scales=scales)
+        assert_kernel_close(got, ref, 1e-6, f"traced_ntk_from_gram padded ({parameterization})")
+    diag = nc.ntk_diagonal(padded, x, parameterization=parameterization, scales=sc)
+    assert_kernel_close(diag, np.diag(ref), 1e-6, f"ntk_diagonal padded ({parameterization})")
+    state = nc.matfree_state(padded, x, parameterization=parameterization, scales=sc)
+    v = np.random.default_rng(1).standard_normal(64).astype(np.float32)
+    assert_kernel_close(nc.matfree_matvec(state, jnp.asarray(v)), ref @ v.astype(np.float64), 1e-5,
+                        f"matfree_matvec padded ({parameterization})")

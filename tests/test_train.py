@@ -42,11 +42,9 @@ def minibatch_grid(mnist_small):
 
 @pytest.fixture(scope="module")
 def adam_grid(mnist_small):
-    # optax.adam's bias correction computes ``b1 ** count`` (Python float ** int32), which
-    # has no promotion path under jax_numpy_dtype_promotion="strict" (see conftest.py and
-    # test_adam_under_strict_dtype_promotion below): relax it for this call only.
-    with jax.numpy_dtype_promotion("standard"):
-        return run(mnist_small, ((0.0, 1e-3, 0), (0.0, 1e-3, 1)), optimizer="adam")
+    # Under the suite's strict promotion (train.py scopes optax's update itself; see
+    # test_adam_under_strict_dtype_promotion below).
+    return run(mnist_small, ((0.0, 1e-3, 0), (0.0, 1e-3, 1)), optimizer="adam")
 
 
 REG_STRENGTHS = {"l2": (0.0, 1e-2, 3e-2, 1e-1), "l1": (0.0, 1e-3, 3e-3, 1e-2)}
@@ -90,10 +88,9 @@ def test_adam_lowers_loss(adam_grid):
 
 
 def test_adam_under_strict_dtype_promotion(mnist_small):
-    """train_grid must not depend on implicit dtype promotion: it fails today because
-    optax.adam's bias correction does ``b1 ** count`` (float ** int32) — fix in
-    ntk_core/_src/train.py by running ``opt.update`` inside
-    ``jax.numpy_dtype_promotion("standard")`` (or building Adam with a float count)."""
+    """train_grid must not depend on implicit dtype promotion: optax.adam's bias correction
+    does ``b1 ** count`` (float ** int32), which has no strict promotion path, so
+    ntk_core/_src/train.py runs ``opt.update`` inside ``jax.numpy_dtype_promotion("standard")``."""
     with jax.numpy_dtype_promotion("strict"):
         result = run(mnist_small, ((0.0, 1e-3, 0),), optimizer="adam", epochs=1, width=4)
     assert np.all(np.isfinite(result.train_loss)), "Adam under strict promotion"
@@ -233,38 +230,60 @@ def test_mismatched_grid_lengths_rejected(mnist_small):
 
 
 # ----------------------------------------------------------------------------------------
-# Early stopping
+# Early stopping: EarlyStop(restore_epoch, stop_epoch, best_epoch)
 
 @pytest.mark.parametrize("curve,patience,expected", [
-    # improves, then stalls for 3 epochs at e = 3, 4, 5
-    ([5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 2.0], 3, (6, 5)),
+    # improves, stalls for 3 epochs at e = 3, 4, 5 (stop 5, restore 2), then the global
+    # best comes AFTER the stop: restore < stop < best
+    ([5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 2.0], 3, (2, 5, 6)),
     # the stall is interrupted by an improvement: never stalls 3 epochs in a row
-    ([5.0, 4.0, 4.5, 4.6, 3.0, 3.1, 3.2], 3, (4, -1)),
+    ([5.0, 4.0, 4.5, 4.6, 3.0, 3.1, 3.2], 3, (4, -1, 4)),
     # monotone improvement: never stalled
-    ([5.0, 4.0, 3.0, 2.0, 1.0], 1, (4, -1)),
-    # patience 1: the first non-improvement stops
-    ([5.0, 4.0, 4.0, 1.0], 1, (3, 2)),
-    # equal values are not improvements
-    ([1.0, 1.0, 1.0, 1.0], 2, (0, 2)),
+    ([5.0, 4.0, 3.0, 2.0, 1.0], 1, (4, -1, 4)),
+    # patience 1: the first non-improvement stops; the later best is not restored
+    ([5.0, 4.0, 4.0, 1.0], 1, (1, 2, 3)),
+    # equal values are not improvements: the earliest of equal minima
+    ([1.0, 1.0, 1.0, 1.0], 2, (0, 2, 0)),
     # best at the initial epoch
-    ([1.0, 2.0, 3.0, 4.0], 3, (0, 3)),
+    ([1.0, 2.0, 3.0, 4.0], 3, (0, 3, 0)),
 ])
 def test_early_stopping(curve, patience, expected):
-    assert nc.early_stopping(np.array(curve), patience) == expected, (curve, patience)
+    es = nc.early_stopping(np.array(curve), patience)
+    assert isinstance(es, nc.EarlyStop)
+    assert tuple(es) == expected, (curve, patience, es)
+    assert (es.restore_epoch, es.stop_epoch, es.best_epoch) == expected
+
+
+def test_early_stopping_restore_never_after_stop():
+    """On random curves: restore = argmin of the curve up to the stop, never after it."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        curve = rng.uniform(size=rng.integers(2, 15))
+        curve[rng.uniform(size=curve.size) < 0.1] = np.nan
+        es = nc.early_stopping(curve, int(rng.integers(1, 4)))
+        finite = np.where(np.isfinite(curve), curve, np.inf)
+        assert es.best_epoch == int(np.argmin(finite))
+        if es.stop_epoch >= 0:
+            assert es.restore_epoch == int(np.argmin(finite[: es.stop_epoch + 1])) <= es.stop_epoch
+            assert finite[es.best_epoch] <= finite[es.restore_epoch]
+        else:
+            assert es.restore_epoch == es.best_epoch
 
 
 def test_early_stopping_nan_epochs_count_as_no_improvement():
     nan = np.nan
     # Diverged from epoch 3 on: NaN never improves, stall counted from the best epoch.
-    assert nc.early_stopping(np.array([5.0, 4.0, 3.0, nan, nan, nan]), 2) == (2, 4)
+    assert nc.early_stopping(np.array([5.0, 4.0, 3.0, nan, nan, nan]), 2) == (2, 4, 2)
     # A NaN in the middle is skipped for the best epoch.
-    assert nc.early_stopping(np.array([5.0, nan, 4.0, 3.9]), 5) == (3, -1)
+    assert nc.early_stopping(np.array([5.0, nan, 4.0, 3.9]), 5) == (3, -1, 3)
     # All-NaN curve after init: best is the initial epoch.
-    best, stop = nc.early_stopping(np.array([2.0, nan, nan, nan]), 3)
-    assert (best, stop) == (0, 3)
+    assert nc.early_stopping(np.array([2.0, nan, nan, nan]), 3) == (0, 3, 0)
+    # A NaN stall before a later finite best: restore before the stop, best after it.
+    assert nc.early_stopping(np.array([3.0, nan, nan, 1.0]), 2) == (0, 2, 3)
 
 
 def test_early_stopping_on_a_real_run(sgd_grid):
-    best, stop = nc.early_stopping(sgd_grid.val_loss[DIVERGING_ROW], 2)
+    es = nc.early_stopping(sgd_grid.val_loss[DIVERGING_ROW], 2)
     d = int(sgd_grid.diverged_at[DIVERGING_ROW])
-    assert best < d and stop == d + 1, (best, stop, d)
+    assert es.best_epoch < d and es.stop_epoch == d + 1, (es, d)
+    assert es.restore_epoch == es.best_epoch

@@ -15,6 +15,14 @@ and G = a1²·XXᵀ + c1²:
   full   Θ[i,j,k,l] = δ_kl·(a2²·h_i·h_j + c2²) + a2²·G_ij·Σ_u m_iu m_ju W2[u,k] W2[u,l]
 
 Cost O(n²(784 + width)) with no per-sample Jacobians.
+
+Explicit scales. Every kernel function takes an optional ``scales=`` (a
+:class:`~ntk_core._src.model.Scales` or (4,) array a1, c1, a2, c2; traced, so any value
+reuses one compiled program). Parameters of true width w zero-padded to W (see
+``model.pad_params``) with ``scales=layer_scales(w, parameterization)`` give exactly the
+width-w kernel: a padded unit has z = 0, so h = relu(0) = 0 and m = 1[0 > 0] = 0, and
+its W2 row is 0 (s_u = 0); it adds exact zeros to HHᵀ, to M diag(s) Mᵀ and to every
+Jacobian entry. Kernels of all widths of a sweep then share one shape and one compile.
 """
 
 from __future__ import annotations
@@ -82,23 +90,22 @@ def _closed_full(params, x1, x2, s):
     return hh[:, :, None, None] * eye[None, None] + s.a2 ** 2 * g[:, :, None, None] * inner
 
 
-def _flat_fn(params, parameterization, kw):
+def _flat_fn(params, s):
     flat, unravel = jax.flatten_util.ravel_pytree(params)
 
     def f(theta, x):
-        return _model.apply(unravel(theta), x[None, :], parameterization, **kw)[0]
+        return _model.apply(unravel(theta), x[None, :], scales=s)[0]
 
     return flat, f
 
 
-def _autodiff_jac(params, x, parameterization, kw):
-    flat, f = _flat_fn(params, parameterization, kw)
+def _autodiff_jac(params, x, s):
+    flat, f = _flat_fn(params, s)
     return jax.vmap(lambda xi: jax.jacrev(f)(flat, xi))(x)        # (n, out, P)
 
 
-def _autodiff_traced(params, x1, x2, s, parameterization="standard", kw=None):
-    kw = kw or {}
-    flat, f = _flat_fn(params, parameterization, kw)
+def _autodiff_traced(params, x1, x2, s):
+    flat, f = _flat_fn(params, s)
     out = params["W2"].shape[1]
 
     # One logit at a time keeps the Jacobian at (n, P) instead of (n, 10, P).
@@ -111,32 +118,37 @@ def _autodiff_traced(params, x1, x2, s, parameterization="standard", kw=None):
     return jax.lax.map(per_logit, jnp.arange(out)).sum(0) / out
 
 
-def _autodiff_full(params, x1, x2, s, parameterization="standard", kw=None):
-    kw = kw or {}
-    j1 = _autodiff_jac(params, x1, parameterization, kw)
-    j2 = _autodiff_jac(params, x2, parameterization, kw)
+def _autodiff_full(params, x1, x2, s):
+    j1 = _autodiff_jac(params, x1, s)
+    j2 = _autodiff_jac(params, x2, s)
     return jnp.einsum("ikp,jlp->ijkl", j1, j2, precision=_HP)
 
 
 _IMPLS: dict[tuple[NTKMethod, bool], Callable] = {
-    (NTKMethod.CLOSED_FORM, True): lambda p, x1, x2, s, parameterization, kw: _closed_traced(p, x1, x2, s),
-    (NTKMethod.CLOSED_FORM, False): lambda p, x1, x2, s, parameterization, kw: _closed_full(p, x1, x2, s),
+    (NTKMethod.CLOSED_FORM, True): _closed_traced,
+    (NTKMethod.CLOSED_FORM, False): _closed_full,
     (NTKMethod.AUTODIFF, True): _autodiff_traced,
     (NTKMethod.AUTODIFF, False): _autodiff_full,
 }
 
 
+def _scales(params, parameterization, scales, **kw) -> _model.Scales:
+    """Explicit (possibly traced) scales, or the static ones of the params' shape."""
+    if scales is None:
+        return _model.scales_for(params, parameterization, **kw)
+    return _model.as_scales(scales)
+
+
 @functools.partial(jax.jit, static_argnames=("method", "trace", "parameterization", "sigma_w", "sigma_b"))
-def _ntk_jit(params, x1, x2, *, method, trace, parameterization, sigma_w, sigma_b):
-    kw = {"sigma_w": sigma_w, "sigma_b": sigma_b}
-    s = _model.scales_for(params, parameterization, **kw)
-    return _IMPLS[(method, trace)](params, x1, x2, s, parameterization, kw)
+def _ntk_jit(params, x1, x2, scales, *, method, trace, parameterization, sigma_w, sigma_b):
+    s = _scales(params, parameterization, scales, sigma_w=sigma_w, sigma_b=sigma_b)
+    return _IMPLS[(method, trace)](params, x1, x2, s)
 
 
 def empirical_ntk(params, x1, x2=None, *, parameterization: str = "standard",
                   method: str | NTKMethod = NTKMethod.CLOSED_FORM, trace: bool = True,
                   normalize: bool = False, sigma_w: float = _model.SIGMA_W,
-                  sigma_b: float = _model.SIGMA_B) -> jax.Array:
+                  sigma_b: float = _model.SIGMA_B, scales=None) -> jax.Array:
     """Empirical NTK of the MLP between two batches of inputs.
 
     Args:
@@ -147,6 +159,9 @@ def empirical_ntk(params, x1, x2=None, *, parameterization: str = "standard",
         (generic ``jax.grad``/``jacrev`` contraction, the reference).
       trace: True for the traced kernel (mean over the 10 logits), False for the full one.
       normalize: divide by n1 (Θ/n, the kernel of the mean-squared loss).
+      scales: explicit (a1, c1, a2, c2) overriding the parameterization's ones for the
+        params' shape (and sigma_w/sigma_b); use ``layer_scales(w, ...)`` for params
+        zero-padded from true width w. Traced: no recompilation per value.
 
     Returns:
       traced: (n1, n2) array; full: (n1, n2, 10, 10) with axes (i, j, logit_i, logit_j).
@@ -154,7 +169,7 @@ def empirical_ntk(params, x1, x2=None, *, parameterization: str = "standard",
       parameters, raw Θ unless ``normalize``.
     """
     x2 = x1 if x2 is None else x2
-    theta = _ntk_jit(params, x1, x2, method=NTKMethod(method), trace=bool(trace),
+    theta = _ntk_jit(params, x1, x2, scales, method=NTKMethod(method), trace=bool(trace),
                      parameterization=parameterization, sigma_w=float(sigma_w), sigma_b=float(sigma_b))
     return theta / x1.shape[0] if normalize else theta
 
@@ -172,26 +187,33 @@ def gram(x, *, parameterization: str = "standard"):
 
 
 @functools.partial(jax.jit, static_argnames=("parameterization",))
-def traced_ntk_from_gram(params, x, g, *, parameterization: str = "standard"):
+def traced_ntk_from_gram(params, x, g, *, parameterization: str = "standard", scales=None):
     """Traced Θ (n, n) for one checkpoint, reusing the shared Gram matrix ``g = gram(x)``.
+
+    Args:
+      scales: optional explicit (a1, c1, a2, c2), traced (see the module docstring): with
+        params zero-padded from width w, pass ``layer_scales(w, parameterization)``.
 
     Returns:
       (n, n) raw traced Θ (mean over logits, not /n), exactly symmetric, dtype of params.
     """
-    s = _model.scales_for(params, parameterization)
+    s = _scales(params, parameterization, scales)
     f = _features(params, x, s)
     theta = _closed_traced_from_gram(params, f, f, g, s)
     return 0.5 * (theta + theta.T)  # exactly symmetric, so eigensolvers need no copy
 
 
 @functools.partial(jax.jit, static_argnames=("parameterization",))
-def ntk_diagonal(params, x, *, parameterization: str = "standard"):
+def ntk_diagonal(params, x, *, parameterization: str = "standard", scales=None):
     """Diagonal Θ_ii of the traced kernel, shape (n,), O(n·(784 + width)).
+
+    Args:
+      scales: optional explicit (a1, c1, a2, c2), as in :func:`traced_ntk_from_gram`.
 
     Returns:
       (n,) raw traced diagonal (mean over logits, not divided by n).
     """
-    s = _model.scales_for(params, parameterization)
+    s = _scales(params, parameterization, scales)
     f = _features(params, x, s)
     sw = jnp.mean(params["W2"] ** 2, axis=1)
     gx = s.a1 ** 2 * jnp.sum(x * x, axis=1) + s.c1 ** 2
@@ -209,12 +231,16 @@ class MatFreeState(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("parameterization",))
-def matfree_state(params, x, *, parameterization: str = "standard") -> MatFreeState:
-    """Precomputes activations and masks for :func:`matfree_matvec`."""
-    s = _model.scales_for(params, parameterization)
+def matfree_state(params, x, *, parameterization: str = "standard", scales=None) -> MatFreeState:
+    """Precomputes activations and masks for :func:`matfree_matvec`.
+
+    Args:
+      scales: optional explicit (a1, c1, a2, c2), as in :func:`traced_ntk_from_gram`.
+    """
+    s = _scales(params, parameterization, scales)
     f = _features(params, x, s)
     return MatFreeState(x, f.h, f.m, jnp.mean(params["W2"] ** 2, axis=1),
-                        jnp.asarray(s, dtype=x.dtype))
+                        jnp.stack([jnp.asarray(v, dtype=x.dtype) for v in s]))
 
 
 @jax.jit

@@ -3,12 +3,28 @@
 Loss (documented scaling): L(θ) = ½·mean_i ‖f(x_i) − y_i‖² (squared error summed over
 the 10 outputs, averaged over samples) + λ·Σ_{W1,W2} w² (L2) or λ·Σ |w| (L1); biases are
 not regularised. Under gradient flow on the ½-mean loss, df/dt = −(η/n)·Θ_full·(f − y).
+
+Sweeps in one program (:func:`train_sweep`). Runs of different hidden widths are trained
+zero-padded to the largest width W: each run's init is exactly ``init_params`` at its
+true width, padded with zeros; a per-run hidden-unit mask multiplies the activations and
+the width-dependent multipliers (NTK: a2 = σ_w/√w; a1, c1, c2 do not depend on width; in
+the standard parameterization only the init's U(±1/√w) range of W2 and b2 does) are
+per-run traced values. A padded unit has pre-activation exactly 0 and a zero W2 row, so
+its gradient is exactly 0: the data term gives a2·h_u·r = 0 (W2) and W2[u]·relu'(0) = 0
+(W1, b1), and the mask zeroes it whatever the values; L2 gives 2λ·0 = 0; L1 would give λ
+(JAX's d|w|/dw at w = 0 is 1, not sign(0) = 0), so the penalty is taken over mask·W and
+its gradient on padded weights is 0·1 = 0. SGD then moves them by −η·0 and Adam by
+−η·m̂/(√v̂ + ε) = −η·0/(0 + ε) = 0: they stay exactly 0 (tests/test_padded.py checks it).
+Runs with different training sets (e.g. different n_train or split seeds) stack their
+own data, padded to the largest n with a per-run sample mask; the loss is the mask-weighted
+sum over that run's samples divided by its own n (full batch only when n differs).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +41,9 @@ class TrainResult:
     """Per-run, per-epoch records of a grid of G runs over E epochs (index 0 = init).
 
     Attributes:
-      params: dict of (G, E+1, ...) float32 checkpoints.
+      params: dict of (G, E+1, ...) float32 checkpoints. From :func:`train_sweep` with
+        several widths they are zero-padded to the largest width W: run g's own params are
+        ``unpad(params, widths[g])`` (see :meth:`run_params`).
       train_loss: (G, E+1) data loss ½·mean‖f−y‖² on the full training set (no penalty).
       objective: (G, E+1) train loss + penalty.
       val_loss: (G, E+1) same data loss on the validation split.
@@ -36,6 +54,8 @@ class TrainResult:
       diverged_at: (G,) int, first epoch whose loss is non-finite or above
         DIVERGENCE_FACTOR × max(initial loss, 1), or -1. Metrics from that
         epoch on are NaN and params are frozen at the last finite checkpoint.
+      widths: (G,) int true hidden width of each run.
+      n_train: (G,) int number of training samples of each run.
     """
 
     params: dict
@@ -47,16 +67,40 @@ class TrainResult:
     rel_change: np.ndarray
     weight_norm: np.ndarray
     diverged_at: np.ndarray
+    widths: np.ndarray | None = None
+    n_train: np.ndarray | None = None
+
+    def run_params(self, g: int) -> dict:
+        """Run g's checkpoints at its true width: dict of (E+1, ...) arrays (views)."""
+        p = {k: v[g] for k, v in self.params.items()}
+        return p if self.widths is None else _model.unpad(p, int(self.widths[g]))
 
 
-def data_loss(params, x, y, parameterization: str):
-    """½·mean over samples of the squared error summed over outputs; scalar."""
-    r = _model.apply(params, x, parameterization) - y
-    return 0.5 * jnp.mean(jnp.sum(r * r, axis=1))
+unpad = _model.unpad
 
 
-def penalty(params, reg: str, strength):
+def data_loss(params, x, y, parameterization: str, *, scales=None, unit_mask=None,
+              sample_mask=None, n=None):
+    """½·mean over samples of the squared error summed over outputs; scalar.
+
+    With ``sample_mask`` ((N,) bool) only masked-in rows count and the sum is divided by
+    ``n`` (the run's own sample count); ``scales``/``unit_mask`` as in ``model.apply``.
+    """
+    r = _model.apply(params, x, parameterization, scales=scales, unit_mask=unit_mask) - y
+    se = jnp.sum(r * r, axis=1)
+    if sample_mask is None:
+        return 0.5 * jnp.mean(se)
+    # where, not multiply: the cotangent of a masked-out row is exactly 0 whatever its value.
+    return 0.5 * (jnp.sum(jnp.where(sample_mask, se, jnp.zeros_like(se))) / n)
+
+
+def penalty(params, reg: str, strength, unit_mask=None):
+    """λ·Σ w² (l2) or λ·Σ |w| (l1) over W1 and W2; with ``unit_mask`` ((width,) 0/1) only
+    over the masked-in hidden units, whose padded weights then get exactly zero gradient
+    (JAX's d|w|/dw at w = 0 is 1, not 0, so without the mask L1 would move them)."""
     ws = (params["W1"], params["W2"])
+    if unit_mask is not None:
+        ws = (ws[0] * unit_mask[None, :], ws[1] * unit_mask[:, None])
     if reg == "l2":
         return strength * sum(jnp.sum(w * w) for w in ws)
     if reg == "l1":
@@ -83,23 +127,72 @@ def _init(key, *, width, parameterization):
     return _model.init_params(jax.random.split(key)[0], width, parameterization)
 
 
-def _single_run(strength, lr, key, params0, x, y, xv, yv, *, width, parameterization, reg,
+def _prefix_draws_exact() -> bool:
+    """True when a draw of shape (m, w) equals the first m·w entries of a longer flat draw
+    with the same key (partitionable threefry: element k uses counter k whatever the
+    shape); then every width's exact init comes from one compiled program."""
+    return bool(jax.config.jax_threefry_partitionable) and jax.config.jax_default_prng_impl == "threefry2x32"
+
+
+@functools.partial(jax.jit, static_argnames=("pad_width", "parameterization"))
+def _init_padded(key, width, inv_sqrt_w, *, pad_width, parameterization):
+    """``pad_params(_init(key, width=w), pad_width)`` with a TRACED true width w: one
+    compile for all widths. Needs :func:`_prefix_draws_exact` (checked by the caller; the
+    tests compare it bit for bit with ``init_params``)."""
+    d, out, dtype = _model.INPUT_DIM, _model.OUTPUT_DIM, jnp.float32
+    k1, k2, k3, k4 = jax.random.split(jax.random.split(key)[0], 4)  # as init_params
+
+    def draw(k, size):
+        if parameterization == "standard":
+            return jax.random.uniform(k, (size,), dtype, -1.0, 1.0)
+        if parameterization == "ntk":
+            return jax.random.normal(k, (size,), dtype)
+        raise ValueError(f"parameterization={parameterization!r}; allowed: standard, ntk")
+
+    unit = jnp.arange(pad_width, dtype=jnp.int32)
+    live = unit < width                                               # (W,)
+    zero = jnp.zeros((), dtype)
+    # W1 (d, w) row-major: entry (i, j) is flat entry i·w + j of the longer draw.
+    flat_idx = jnp.arange(d, dtype=jnp.int32)[:, None] * width + unit[None, :]
+    w1 = jnp.where(live[None, :], draw(k1, d * pad_width)[jnp.where(live[None, :], flat_idx, 0)], zero)
+    b1 = jnp.where(live, draw(k2, pad_width), zero)
+    w2 = jnp.where(live[:, None], draw(k3, pad_width * out).reshape(pad_width, out), zero)
+    b2 = draw(k4, out)
+    if parameterization == "standard":
+        # The same float32 multipliers as init_params: 1/√784 and the run's 1/√w (host-computed).
+        s_in = _model.inv_sqrt(d, np.float32)
+        w1, b1, w2, b2 = w1 * s_in, b1 * s_in, w2 * inv_sqrt_w, b2 * inv_sqrt_w
+    return {"W1": w1, "b1": b1, "W2": w2, "b2": b2}
+
+
+def _single_run(strength, lr, key, params0, x, y, xv, yv, pad, *, parameterization, reg,
                 optimizer, epochs, batch_size):
+    """One run. ``pad`` holds optional per-run padding info: ``scales`` (4,) and
+    ``unit_mask`` (W,) for padded widths, ``sample_mask`` (N,) and ``n`` for padded data."""
     n = x.shape[0]
     k_data = jax.random.split(key)[1]
     opt = _make_optimizer(optimizer, lr)
     full = batch_size == 0 or batch_size >= n
     bs = n if full else batch_size
     steps = n // bs
+    model_kw = dict(scales=pad.get("scales"), unit_mask=pad.get("unit_mask"))
+    loss_kw = dict(model_kw, sample_mask=pad.get("sample_mask"), n=pad.get("n"))
+
+    # Padded data (a sample mask) come only with full batch (train_sweep checks), so the
+    # mask always lines up with the rows of the batch.
+    assert full or pad.get("sample_mask") is None
+
+    def pen(p):
+        return penalty(p, reg, strength, pad.get("unit_mask"))
 
     def objective(p, xb, yb):
-        return data_loss(p, xb, yb, parameterization) + penalty(p, reg, strength)
+        return data_loss(p, xb, yb, parameterization, **loss_kw) + pen(p)
 
     grad_fn = jax.grad(objective)
 
     def step(carry, idx):
         p, s = carry
-        g = grad_fn(p, x[idx], y[idx])
+        g = grad_fn(p, x, y) if full else grad_fn(p, x[idx], y[idx])
         # optax's Adam bias correction is `1 - b1**count` (Python float ** int32), which has
         # no path under strict dtype promotion; scope the standard rules to the optimiser.
         with jax.numpy_dtype_promotion("standard"):
@@ -107,15 +200,15 @@ def _single_run(strength, lr, key, params0, x, y, xv, yv, *, width, parameteriza
         return (optax.apply_updates(p, upd), s), None
 
     def metrics(p):
-        tl = data_loss(p, x, y, parameterization)
-        fv = _model.apply(p, xv, parameterization)
+        tl = data_loss(p, x, y, parameterization, **loss_kw)
+        fv = _model.apply(p, xv, parameterization, **model_kw)
         rv = fv - yv
         vl = 0.5 * jnp.mean(jnp.sum(rv * rv, axis=1))
         acc = jnp.mean((jnp.argmax(fv, 1) == jnp.argmax(yv, 1)).astype(x.dtype))
-        return tl, tl + penalty(p, reg, strength), vl, acc
+        return tl, tl + pen(p), vl, acc
 
     norm0 = _tree_norm(params0)
-    loss0 = data_loss(params0, x, y, parameterization)
+    loss0 = data_loss(params0, x, y, parameterization, **loss_kw)
     wnorm = lambda p: _tree_norm((p["W1"], p["W2"]))
 
     def epoch(carry, e):
@@ -153,14 +246,131 @@ def _single_run(strength, lr, key, params0, x, y, xv, yv, *, width, parameteriza
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("width", "parameterization", "reg", "optimizer",
-                                             "epochs", "batch_size"))
-def _train_grid(strengths, lrs, keys, params0, x, y, xv, yv, *, width, parameterization, reg,
-                optimizer, epochs, batch_size):
-    run = functools.partial(_single_run, width=width, parameterization=parameterization, reg=reg,
+@functools.partial(jax.jit, static_argnames=("parameterization", "reg", "optimizer", "epochs",
+                                             "batch_size", "data_per_run"))
+def _train_grid(strengths, lrs, keys, params0, x, y, xv, yv, pad, *, parameterization, reg,
+                optimizer, epochs, batch_size, data_per_run=False):
+    """G runs in one program. Array shapes (width, n) are part of the compiled program;
+    everything per-run (λ, lr, key, init, padding masks, scales, per-run data) is vmapped."""
+    run = functools.partial(_single_run, parameterization=parameterization, reg=reg,
                             optimizer=optimizer, epochs=epochs, batch_size=batch_size)
-    return jax.vmap(run, in_axes=(0, 0, 0, 0, None, None, None, None))(
-        strengths, lrs, keys, params0, x, y, xv, yv)
+    d = 0 if data_per_run else None
+    return jax.vmap(run, in_axes=(0, 0, 0, 0, d, d, d, d, 0))(
+        strengths, lrs, keys, params0, x, y, xv, yv, pad)
+
+
+def _is_per_run(a) -> bool:
+    return isinstance(a, (list, tuple))
+
+
+def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, seeds,
+                parameterization: str = "standard", reg: str = "none", optimizer: str = "sgd",
+                epochs: int = 30, batch_size: int = 0, pad_width: int | None = None) -> TrainResult:
+    """Trains G runs that may differ in width, data, λ, lr and seed in ONE compiled program.
+
+    Widths: params are zero-padded to ``pad_width`` (default max(widths)); see the module
+    docstring for why padded units stay exactly 0 and why every metric equals that of the
+    unpadded run (up to float32 summation order). Run g's init is exactly
+    ``init_params(split(PRNGKey(seeds[g]))[0], widths[g])``, as in :func:`train_grid`.
+
+    Data: each of ``x_train, y_train, x_val, y_val`` is either one array shared by all runs
+    or a list/tuple of G per-run arrays (e.g. ``load_split(n, n_val, seed)`` per run, whose
+    train sets are NOT nested prefixes of each other). Per-run training sets of different
+    lengths are padded to the largest N with a sample mask; the loss is the sum over the
+    run's own samples divided by its own n. That is only exact for full-batch training
+    (``batch_size`` 0 or ≥ max n): minibatch SGD with different n has different steps per
+    epoch, so it raises ValueError (train each n with its own :func:`train_grid`). Per-run
+    validation sets must share one length. Per-run data costs G·N·(784+10)·4 bytes on the
+    host and in the program (train) plus G·n_val·(784+10)·4 (validation): 29 MB for 9 runs
+    of n=1000.
+
+    Args:
+      widths: one int for all runs or a sequence of G true widths.
+      reg_strengths, lrs, seeds: sequences of length G.
+      pad_width: compiled width (≥ every width); a fixed value keeps one compiled program
+        across sweeps with different maxima.
+
+    Returns:
+      :class:`TrainResult` of NumPy arrays with a leading grid axis G; params padded to the
+      compiled width (slice with :meth:`TrainResult.run_params` or :func:`unpad`).
+    """
+    strengths = jnp.asarray(np.asarray(reg_strengths, dtype=np.float32))
+    lrs = jnp.asarray(np.asarray(lrs, dtype=np.float32))
+    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+    g_runs = keys.shape[0]
+    if not (strengths.shape == lrs.shape == (g_runs,)):
+        raise ValueError("reg_strengths, lrs and seeds must have the same length")
+    widths = (np.full(g_runs, int(widths)) if np.ndim(widths) == 0
+              else np.asarray([int(w) for w in widths], dtype=np.int64))
+    if widths.shape != (g_runs,):
+        raise ValueError(f"widths: expected one int or {g_runs} values, got {widths.shape[0]}")
+    if np.any(widths < 1):
+        raise ValueError(f"widths must be ≥ 1, got {widths.tolist()}")
+    big_w = int(widths.max()) if pad_width is None else int(pad_width)
+    if big_w < widths.max():
+        raise ValueError(f"pad_width={big_w} < largest width {int(widths.max())}")
+    padded_units = bool(np.any(widths != big_w))
+
+    # Data: shared, or per run (stacked, train sets padded to the largest n with a mask).
+    data = [x_train, y_train, x_val, y_val]
+    per_run = [_is_per_run(a) for a in data]
+    data_per_run = any(per_run)
+    if data_per_run:
+        data = [[np.asarray(a_g) for a_g in a] if pr else [np.asarray(a)] * g_runs
+                for a, pr in zip(data, per_run)]
+        if any(len(a) != g_runs for a in data):
+            raise ValueError(f"per-run data must have {g_runs} entries (one per run)")
+        xs, ys, xvs, yvs = data
+        ns = np.asarray([a.shape[0] for a in xs], dtype=np.int64)
+        if any(b.shape[0] != n for b, n in zip(ys, ns)):
+            raise ValueError("x_train and y_train lengths differ")
+        if len({a.shape[0] for a in xvs} | {a.shape[0] for a in yvs}) != 1:
+            raise ValueError("per-run validation sets must all have the same length")
+        big_n = int(ns.max())
+        masked_samples = bool(np.any(ns != big_n))
+        if masked_samples and not (batch_size == 0 or batch_size >= big_n):
+            raise ValueError(
+                f"training sets of different sizes {sorted(set(ns.tolist()))} can only be "
+                f"fused with full-batch training (batch_size 0 or ≥ {big_n}), got "
+                f"batch_size={batch_size}: minibatch SGD takes a different number of steps per "
+                "epoch for each n; train each n with its own train_grid call")
+
+        def pad_rows(a):  # pad with copies of row 0 (finite whatever the params): masked out
+            return np.concatenate([a, np.repeat(a[:1], big_n - a.shape[0], axis=0)]) if a.shape[0] < big_n else a
+
+        x, y = (jnp.asarray(np.stack([pad_rows(a) for a in arrs])) for arrs in (xs, ys))
+        xv, yv = jnp.asarray(np.stack(xvs)), jnp.asarray(np.stack(yvs))
+    else:
+        x, y, xv, yv = (jnp.asarray(a) for a in data)
+        ns = np.full(g_runs, x.shape[0], dtype=np.int64)
+        masked_samples = False
+
+    if padded_units and _prefix_draws_exact():
+        inits = [_init_padded(k, jnp.asarray(w, jnp.int32), jnp.asarray(_model.inv_sqrt(int(w), np.float32)),
+                              pad_width=big_w, parameterization=parameterization)
+                 for k, w in zip(keys, widths)]
+    else:
+        inits = [_init(k, width=int(w), parameterization=parameterization) for k, w in zip(keys, widths)]
+        if padded_units:
+            inits = [_model.pad_params(jax.device_get(p), big_w) for p in inits]
+    params0 = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *inits)
+
+    pad: dict = {}
+    if padded_units:
+        pad["scales"] = jnp.asarray(np.asarray(
+            [_model.layer_scales(int(w), parameterization) for w in widths], dtype=np.float32))
+        pad["unit_mask"] = jnp.asarray((np.arange(big_w)[None, :] < widths[:, None]).astype(np.float32))
+    if masked_samples:
+        pad["sample_mask"] = jnp.asarray(np.arange(big_n)[None, :] < ns[:, None])
+        pad["n"] = jnp.asarray(ns.astype(np.float32))
+
+    out = _train_grid(strengths, lrs, keys, params0, x, y, xv, yv, pad,
+                      parameterization=parameterization, reg=reg, optimizer=optimizer,
+                      epochs=int(epochs), batch_size=int(batch_size), data_per_run=data_per_run)
+    out = jax.device_get(out)
+    params = {k: np.asarray(v) for k, v in out.pop("params").items()}
+    return TrainResult(params=params, **{k: np.asarray(v) for k, v in out.items()},
+                       widths=widths, n_train=ns)
 
 
 def train_grid(x_train, y_train, x_val, y_val, *, width: int, reg_strengths, lrs, seeds,
@@ -170,6 +380,7 @@ def train_grid(x_train, y_train, x_val, y_val, *, width: int, reg_strengths, lrs
 
     Data are passed as arguments (never closed over, so XLA does not constant-fold them).
     Each epoch is a ``lax.scan`` over minibatches inside a ``lax.scan`` over epochs.
+    :func:`train_sweep` generalises this to runs of different widths and data.
 
     Args:
       reg_strengths, lrs, seeds: sequences of equal length G.
@@ -177,39 +388,52 @@ def train_grid(x_train, y_train, x_val, y_val, *, width: int, reg_strengths, lrs
     Returns:
       :class:`TrainResult` of NumPy arrays with a leading grid axis G.
     """
-    strengths = jnp.asarray(np.asarray(reg_strengths, dtype=np.float32))
-    lrs = jnp.asarray(np.asarray(lrs, dtype=np.float32))
-    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
-    if not (strengths.shape == lrs.shape == (keys.shape[0],)):
-        raise ValueError("reg_strengths, lrs and seeds must have the same length")
-    inits = [_init(k, width=int(width), parameterization=parameterization) for k in keys]
-    params0 = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *inits)
-    out = _train_grid(strengths, lrs, keys, params0, jnp.asarray(x_train), jnp.asarray(y_train),
-                      jnp.asarray(x_val), jnp.asarray(y_val), width=int(width),
-                      parameterization=parameterization, reg=reg, optimizer=optimizer,
-                      epochs=int(epochs), batch_size=int(batch_size))
-    out = jax.device_get(out)
-    params = {k: np.asarray(v) for k, v in out.pop("params").items()}
-    return TrainResult(params=params, **{k: np.asarray(v) for k, v in out.items()})
+    for a in (x_train, y_train, x_val, y_val):
+        if _is_per_run(a):
+            raise ValueError("train_grid takes one data set shared by all runs; use train_sweep "
+                             "for per-run data")
+    return train_sweep(x_train, y_train, x_val, y_val, widths=int(width),
+                       reg_strengths=reg_strengths, lrs=lrs, seeds=seeds,
+                       parameterization=parameterization, reg=reg, optimizer=optimizer,
+                       epochs=epochs, batch_size=batch_size)
 
 
-def early_stopping(val_loss: np.ndarray, patience: int) -> tuple[int, int]:
-    """Best epoch by validation loss and the epoch a patience rule would have stopped at.
+class EarlyStop(NamedTuple):
+    """Early stopping by validation loss (epochs index the records, 0 = init).
+
+    Attributes:
+      restore_epoch: lowest validation loss up to and including ``stop_epoch`` (the
+        checkpoint a patience rule would restore); ``best_epoch`` when it never stalled.
+      stop_epoch: first epoch after which the loss had not improved for ``patience``
+        epochs, or -1 if training never stalled that long.
+      best_epoch: lowest validation loss over ALL epochs (may come after ``stop_epoch``
+        when the loss improves again later).
+    """
+
+    restore_epoch: int
+    stop_epoch: int
+    best_epoch: int
+
+
+def early_stopping(val_loss: np.ndarray, patience: int) -> EarlyStop:
+    """Epoch a patience rule would stop at and restore, and the overall best epoch.
+
+    NaN (diverged) epochs count as no improvement and are never best; equal values are
+    not improvements (the earliest of equal minima wins).
 
     Returns:
-      (best_epoch, stop_epoch): stop_epoch is the first epoch after which val loss has not
-      improved for ``patience`` epochs, or -1 if training never stalled that long. NaN
-      (diverged) epochs count as no improvement.
+      :class:`EarlyStop` ``(restore_epoch, stop_epoch, best_epoch)`` with
+      restore_epoch ≤ stop_epoch when stopped, restore_epoch == best_epoch otherwise.
     """
     v = np.asarray(val_loss, dtype=np.float64)
     finite = np.where(np.isfinite(v), v, np.inf)
     best_e = int(np.argmin(finite))
-    best, since = np.inf, 0
+    best, best_so_far, since = np.inf, 0, 0
     for e, val in enumerate(finite):
         if val < best:
-            best, since = val, 0
+            best, best_so_far, since = val, e, 0
         elif e > 0:
             since += 1
             if since >= patience:
-                return best_e, e
-    return best_e, -1
+                return EarlyStop(best_so_far, e, best_e)
+    return EarlyStop(best_e, -1, best_e)
