@@ -16,7 +16,8 @@ import numpy as np
 
 import ntk_core as nc
 from cache import ResultStore
-from runner._config import ConfigError, ExperimentConfig, Limits, check_memory, validate_config
+from runner._config import (ConfigError, ExperimentConfig, Limits, check_memory, estimate_memory_mb,
+                            validate_config)
 from runner._malloc import trim_heap
 from runner._types import Progress, ProgressFn, ReferenceResult, SpectrumResult, Stage
 
@@ -25,8 +26,9 @@ RESULT_VERSION = 5
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")
-# Axes that keep array shapes fixed, so missing points train in ONE vmapped program.
-_VMAPPABLE = ("l1", "l2", "lr", "seed")
+# Padding a width (or, full batch, a sample count) to a group's largest costs compute:
+# a group is split until its padded cost is at most this multiple of the unpadded one.
+PAD_COST_FACTOR = 3.0
 
 # Stored checkpoints beyond this size keep only init, best and final epochs.
 MAX_CHECKPOINT_BYTES = 256 * 2**20
@@ -214,61 +216,96 @@ def _check(config: Any) -> ExperimentConfig:
     return config
 
 
+def _fusable_key(c: ExperimentConfig) -> tuple:
+    """Configs with equal keys train in one compiled program: they may differ in λ, lr,
+    seed and width (zero-padded), and in n when training is full batch (masked samples)."""
+    shape = dataclasses.replace(c, reg_strength=0.0, lr=1.0, seed=0, width=0,
+                                n_train=0 if c.batch_size == 0 else c.n_train,
+                                top_k=0, patience=0)
+    return tuple(sorted(shape.to_dict().items()))
+
+
+def _chunks(idx: list[int], cfgs: Sequence[ExperimentConfig], limits: Limits) -> list[list[int]]:
+    """Splits a fusable group into chunks whose padded compute (runs × largest width ×
+    largest n) stays within PAD_COST_FACTOR × the unpadded one and whose estimated memory
+    (every run at the chunk's largest width and n) fits the budget. Largest configs are
+    split off first, so small ones share one program."""
+    order = sorted(idx, key=lambda i: (cfgs[i].width * cfgs[i].n_train, i))
+
+    def padded(ch):
+        return len(ch) * max(cfgs[i].width for i in ch) * max(cfgs[i].n_train for i in ch)
+
+    def fits(ch):
+        big = dataclasses.replace(cfgs[ch[0]], width=max(cfgs[i].width for i in ch),
+                                  n_train=max(cfgs[i].n_train for i in ch))
+        return estimate_memory_mb(big, limits, runs=len(ch)) <= limits.max_memory_mb
+
+    out: list[list[int]] = []
+    rest = list(order)
+    while rest:
+        # The largest prefix (in size order) that is cheap enough and fits.
+        k = len(rest)
+        while k > 1 and (padded(rest[:k]) > PAD_COST_FACTOR * sum(cfgs[i].width * cfgs[i].n_train
+                                                                  for i in rest[:k])
+                         or not fits(rest[:k])):
+            k -= 1
+        out.append(rest[:k])
+        rest = rest[k:]
+    return out
+
+
 def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
                   progress: ProgressFn | None) -> list[RunResult]:
-    """Trains configs that differ only in (reg_strength, lr, seed) in one vmapped program,
-    then computes each run's per-epoch spectra."""
+    """Trains fusable configs (see :func:`_fusable_key`) in ONE compiled program with
+    ``nc.train_sweep``, then computes each run's per-epoch spectra (padded params with
+    the run's true-width scales, so every width shares one kernel program per n)."""
     base = configs[0]
-    # The data split depends on the seed; runs with different seeds need separate splits,
-    # so group by seed and vmap within each group (λ and lr share the split).
-    results: list[RunResult | None] = [None] * len(configs)
-    by_seed: dict[int, list[int]] = {}
-    for i, c in enumerate(configs):
-        by_seed.setdefault(c.seed, []).append(i)
-    done = 0
-    for seed, idx in by_seed.items():
-        split = _split_for(configs[idx[0]])
-        if progress:
-            progress(Progress(Stage.TRAINING, done, len(configs)))
-        tr = nc.train_grid(split.x_train, split.y_train, split.x_val, split.y_val,
-                           width=base.width, reg_strengths=[configs[i].reg_strength for i in idx],
-                           lrs=[configs[i].lr for i in idx], seeds=[seed] * len(idx),
-                           parameterization=base.parameterization, reg=base.reg,
-                           optimizer=base.optimizer, epochs=base.epochs, batch_size=base.batch_size)
-        _count("trainings", len(idx))
-        for j, i in enumerate(idx):
-            c = configs[i]
-            div = int(tr.diverged_at[j])
-            epochs = np.arange(c.epochs + 1)
-            valid = epochs < div if div >= 0 else np.ones(c.epochs + 1, bool)
-            params = {k: v[j] for k, v in tr.params.items()}
+    if progress:
+        progress(Progress(Stage.TRAINING, 0, len(configs)))
+    splits = [_split_for(c) for c in configs]
+    shared = len({(c.n_train, c.n_val, c.seed) for c in configs}) == 1
+    data = [getattr(splits[0], a) if shared else [getattr(sp, a) for sp in splits]
+            for a in ("x_train", "y_train", "x_val", "y_val")]
+    tr = nc.train_sweep(*data, widths=[c.width for c in configs],
+                        reg_strengths=[c.reg_strength for c in configs], lrs=[c.lr for c in configs],
+                        seeds=[c.seed for c in configs], parameterization=base.parameterization,
+                        reg=base.reg, optimizer=base.optimizer, epochs=base.epochs,
+                        batch_size=base.batch_size)
+    _count("trainings", len(configs))
+    results: list[RunResult] = []
+    for j, c in enumerate(configs):
+        div = int(tr.diverged_at[j])
+        epochs = np.arange(c.epochs + 1)
+        valid = epochs < div if div >= 0 else np.ones(c.epochs + 1, bool)
 
-            def spec_progress(d, t, _i=i):
-                if progress:
-                    progress(Progress(Stage.SPECTRA, d, t, run=_i, runs=len(configs)))
+        def spec_progress(d, t, _j=j):
+            if progress:
+                progress(Progress(Stage.SPECTRA, d, t, run=_j, runs=len(configs)))
 
-            cs = nc.checkpoint_spectra(split.x_train, params, parameterization=c.parameterization,
-                                       top_k=c.top_k, dense_max=limits.max_dense_n, valid=valid,
-                                       progress=spec_progress)
-            _count("spectra")
-            metrics = {k: getattr(tr, k)[j] for k in _METRICS}
-            es = nc.early_stopping(metrics["val_loss"], c.patience)
-            best, stop, restore = es.best_epoch, es.stop_epoch, es.restore_epoch
-            # Diverged epochs hold frozen copies of the last good params: never store them
-            # under their own epoch number.
-            keep = epochs[valid]
-            if sum(v.nbytes for v in params.values()) > MAX_CHECKPOINT_BYTES:
-                keep = np.unique([0, best, restore, int(keep[-1])])
-            results[i] = RunResult(
-                config=c, status="computed", metrics=metrics, topk=cs.topk, trace=cs.trace,
-                diverged_at=div if div >= 0 else None, best_epoch=best,
-                stop_epoch=stop if stop >= 0 else None, restore_epoch=restore,
-                lanczos_residual=cs.residual, lanczos_converged=cs.converged, spectrum_method=cs.method,
-                data_source=split.source, notice=split.notice, checkpoint_epochs=keep,
-                params={k: np.ascontiguousarray(v[keep]) for k, v in params.items()})
-            done += 1
+        padded = {k: v[j] for k, v in tr.params.items()}
+        cs = nc.checkpoint_spectra(splits[j].x_train, padded, parameterization=c.parameterization,
+                                   top_k=c.top_k, dense_max=limits.max_dense_n, valid=valid,
+                                   progress=spec_progress,
+                                   scales=nc.layer_scales(c.width, c.parameterization))
+        _count("spectra")
+        params = tr.run_params(j)
+        metrics = {k: getattr(tr, k)[j] for k in _METRICS}
+        es = nc.early_stopping(metrics["val_loss"], c.patience)
+        best, stop, restore = es.best_epoch, es.stop_epoch, es.restore_epoch
+        # Diverged epochs hold frozen copies of the last good params: never store them
+        # under their own epoch number.
+        keep = epochs[valid]
+        if sum(v.nbytes for v in params.values()) > MAX_CHECKPOINT_BYTES:
+            keep = np.unique([0, best, restore, int(keep[-1])])
+        results.append(RunResult(
+            config=c, status="computed", metrics=metrics, topk=cs.topk, trace=cs.trace,
+            diverged_at=div if div >= 0 else None, best_epoch=best,
+            stop_epoch=stop if stop >= 0 else None, restore_epoch=restore,
+            lanczos_residual=cs.residual, lanczos_converged=cs.converged, spectrum_method=cs.method,
+            data_source=splits[j].source, notice=splits[j].notice, checkpoint_epochs=keep,
+            params={k: np.ascontiguousarray(v[keep]) for k, v in params.items()}))
     _release_memory()
-    return [r for r in results if r is not None]
+    return results
 
 
 def run(config: ExperimentConfig, limits: Limits, *, store: ResultStore | None = None,
@@ -309,15 +346,15 @@ def run_configs(configs: Sequence[ExperimentConfig], limits: Limits, *,
         else:
             missing.append(i)
 
-    # Group missing points that can share one compiled, vmapped training program.
+    # Group missing points that can share one compiled training program.
     groups: dict[tuple, list[int]] = {}
     for i in missing:
-        c = cfgs[i]
-        shape_key = dataclasses.replace(c, reg_strength=0.0, lr=1.0, seed=0)
-        groups.setdefault(tuple(sorted(shape_key.to_dict().items())), []).append(i)
+        groups.setdefault(_fusable_key(cfgs[i]), []).append(i)
+    chunks = [ch for idx in groups.values() for ch in _chunks(idx, cfgs, limits)]
 
-    for idx in groups.values():
-        check_memory(cfgs[idx[0]], limits, runs=len(idx))
+    for idx in chunks:
+        for i in idx:  # each alone must fit (the chunking keeps the group within budget)
+            check_memory(cfgs[i], limits)
         computed: dict[int, RunResult] = {}
 
         def compute_group() -> None:

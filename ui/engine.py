@@ -75,24 +75,14 @@ def run(config: runner.ExperimentConfig, label: str = "Training run"):
     return r
 
 
-# Axes whose points change array shapes: the runner compiles and trains them one by one,
-# so the app runs them one by one too and the progress bar advances per point.
-_PER_POINT = ("width", "samples")
-
-
 def _steps(vary: str, values: Sequence[Any]) -> int:
-    return len(values) if vary in _PER_POINT else 1
+    return 1  # one runner call: every point of a sweep trains in one (or a few) programs
 
 
 def _sweep_work(rep: Reporter, config, vary: str, values: Sequence[Any], first_step: int = 0):
     configs = runner.sweep_configs(config, vary, list(values), _limits())  # the values' validation
-    if vary not in _PER_POINT:  # one vmapped program for all points
-        return runner.run_configs(configs, _limits(), store=store(), progress=rep.callback)
-    out = []
-    for i, (v, c) in enumerate(zip(values, configs)):
-        rep.step(first_step + i, f"{vary}={v:g}")
-        out += runner.run_configs([c], _limits(), store=store(), progress=rep.callback)
-    return out
+    rep.step(first_step, f"{vary} sweep: {len(configs)} points")
+    return runner.run_configs(configs, _limits(), store=store(), progress=rep.callback)
 
 
 def sweep(config: runner.ExperimentConfig, vary: str, values: Sequence[Any], label: str):
