@@ -64,7 +64,9 @@ class Limits:
     ``/mount/src`` checkout) selects conservative defaults for a ~700 MB hosted server;
     each cap can be overridden by ``NTK_MAX_N``, ``NTK_MAX_WIDTH``, ``NTK_MAX_EPOCHS``,
     ``NTK_MAX_TOPK``, ``NTK_MAX_DENSE_N``, ``NTK_MAX_GRID`` and ``NTK_MAX_MEMORY_MB``
-    (working memory of one request, estimated before it starts).
+    (working memory of one request, estimated before it starts; also the budget of
+    everything the process computes at once) and ``NTK_MAX_CONCURRENT`` (computations
+    running at once; the rest wait in a fair queue).
     """
 
     max_n: int = 60_000
@@ -74,6 +76,7 @@ class Limits:
     max_dense_n: int = 4_000
     max_grid: int = 16
     max_memory_mb: int = 6_000
+    max_concurrent: int = 1
     is_hosted: bool = False  # hosted: visitors see no exception details
 
     @classmethod
@@ -94,7 +97,8 @@ class Limits:
         for field, var in (("max_n", "NTK_MAX_N"), ("max_width", "NTK_MAX_WIDTH"),
                            ("max_epochs", "NTK_MAX_EPOCHS"), ("max_topk", "NTK_MAX_TOPK"),
                            ("max_dense_n", "NTK_MAX_DENSE_N"), ("max_grid", "NTK_MAX_GRID"),
-                           ("max_memory_mb", "NTK_MAX_MEMORY_MB")):
+                           ("max_memory_mb", "NTK_MAX_MEMORY_MB"),
+                           ("max_concurrent", "NTK_MAX_CONCURRENT")):
             if var in env and env[var].strip():
                 updates[field] = _parse_int(var, env[var], 2 if field == "max_n" else 1, 10**9)
         limits = dataclasses.replace(base, **updates)

@@ -18,6 +18,7 @@ import ntk_core as nc
 from cache import ResultStore
 from runner._config import (ConfigError, ExperimentConfig, Limits, check_memory, estimate_memory_mb,
                             validate_config)
+from runner._admission import ADMISSION
 from runner._malloc import trim_heap
 from runner._types import Progress, ProgressFn, ReferenceResult, SpectrumResult, Stage
 
@@ -181,6 +182,18 @@ def _from_value(config: ExperimentConfig, v: dict[str, Any], status: str) -> Run
         lanczos_converged=np.asarray(v["lanczos_converged"], bool),
         spectrum_method=str(v["spectrum_method"]), data_source=str(v["data_source"]),
         notice=str(v["notice"]), checkpoint_epochs=np.asarray(v["checkpoint_epochs"]))
+
+
+def _admitted(configs: Sequence[ExperimentConfig], limits: Limits, progress: ProgressFn | None):
+    """The process-wide admission (see runner._admission) for computing ``configs``: at
+    most ``limits.max_concurrent`` computations at once, within ``limits.max_memory_mb``
+    together; waiting callers see their place in the queue through ``progress``."""
+    ADMISSION.configure(limits.max_concurrent, limits.max_memory_mb)
+    big = dataclasses.replace(configs[0], width=max(c.width for c in configs),
+                              n_train=max(c.n_train for c in configs))
+    need = estimate_memory_mb(big, limits, runs=len(configs))
+    on_wait = (lambda pos, total: progress(Progress(Stage.QUEUED, pos, total))) if progress else None
+    return ADMISSION.admit(need, on_wait)
 
 
 def _split_for(config: ExperimentConfig) -> nc.Split:
@@ -357,10 +370,11 @@ def run_configs(configs: Sequence[ExperimentConfig], limits: Limits, *,
             check_memory(cfgs[i], limits)
         computed: dict[int, RunResult] = {}
 
-        def compute_group() -> None:
+        def compute_group(idx=idx, computed=computed) -> None:
             todo = [i for i in idx if i not in computed]
-            for i, r in zip(todo, _train_points([cfgs[i] for i in todo], limits, progress)):
-                computed[i] = r
+            with _admitted([cfgs[i] for i in todo], limits, progress):
+                for i, r in zip(todo, _train_points([cfgs[i] for i in todo], limits, progress)):
+                    computed[i] = r
 
         for i in idx:
             if store is None or not store.enabled:
@@ -446,6 +460,10 @@ def spectrum_at(config: ExperimentConfig, epoch: int, limits: Limits, *,
                           int(r.checkpoint_epochs[np.argmin(np.abs(r.checkpoint_epochs - epoch))]))
 
     def compute() -> dict[str, Any]:
+        with _admitted([c], limits, progress):
+            return compute_spectrum()
+
+    def compute_spectrum() -> dict[str, Any]:
         if progress:
             progress(Progress(Stage.SPECTRUM, 0, 1))
         split = _split_for(c)
@@ -487,6 +505,10 @@ def analytic_reference(config: ExperimentConfig, limits: Limits, *,
     kind = "expected_at_init" if c.parameterization == "standard" else "infinite_width"
 
     def compute() -> dict[str, Any]:
+        with _admitted([c], limits, None):
+            return compute_reference()
+
+    def compute_reference() -> dict[str, Any]:
         split = _split_for(c)
         ntk, _ = nc.analytic_kernels(split.x_train, parameterization=c.parameterization, width=c.width)
         return {"topk": nc.top_k_eigs(ntk, min(c.top_k, c.n_train)), "trace": float(np.trace(ntk))}

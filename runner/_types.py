@@ -12,6 +12,7 @@ import numpy as np
 class Stage(str, enum.Enum):
     """What a runner call is doing."""
 
+    QUEUED = "queued"         # waiting for the server: place `done` (1 = next) of `total` waiting
     TRAINING = "training"     # training `done` of `total` runs (one compiled program per shape)
     SPECTRA = "spectra"       # per-epoch top-k of run `run` of `runs`: epoch `done` of `total`
     SPECTRUM = "spectrum"     # the whole spectrum at one checkpoint
@@ -35,6 +36,8 @@ class Progress(NamedTuple):
         the work, the per-run spectra the second."""
         if self.stage is Stage.DONE:
             return 1.0
+        if self.stage is Stage.QUEUED:
+            return 0.0
         part = min(max(self.done / max(self.total, 1), 0.0), 1.0)
         if self.stage is Stage.SPECTRA:
             return 0.5 + 0.5 * min((self.run + part) / max(self.runs, 1), 1.0)
@@ -44,8 +47,11 @@ class Progress(NamedTuple):
         """One line for a progress bar."""
         if self.stage is Stage.DONE:
             return "done"
+        if self.stage is Stage.QUEUED:
+            return (f"waiting for the server: place {self.done} of {self.total} in the queue "
+                    "(other visitors' computations run first, one at a time)")
         if self.stage is Stage.TRAINING:
-            return (f"training {self.done}/{self.total} runs (one compiled program per shape; "
+            return (f"training {self.done}/{self.total} runs (one compiled program per sweep; "
                     "the first time takes a few seconds)")
         if self.stage is Stage.SPECTRA:
             return f"kernel spectra of run {self.run + 1}/{self.runs}: epoch {self.done}/{self.total}"
