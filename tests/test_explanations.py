@@ -42,3 +42,17 @@ def test_traced_lambda_max_never_exceeds_the_full_kernels(mnist_small):
         traced = nc.eigvalsh_desc(nc.empirical_ntk(p, x, parameterization=parameterization))[0]
         full = nc.full_ntk_lambda_max(p, x, parameterization=parameterization).values[0]
         assert traced <= full * (1 + 1e-5) and full / traced < 10.0, (traced, full)
+
+
+def test_model_docstring_states_the_init_difference():
+    from ntk_core._src import model
+
+    assert "do NOT define the same functions at init" in model.__doc__
+    # Output layer: standard U(±1/√w) has variance 1/(3w); NTK (√2/√w)²·1 = 2/w.
+    w = 256
+    std = nc.init_params(jax.random.PRNGKey(2), w, "standard")
+    ntk = nc.init_params(jax.random.PRNGKey(2), w, "ntk")
+    a2_std = nc.layer_scales(w, "standard")[2]
+    a2_ntk = nc.layer_scales(w, "ntk")[2]
+    np.testing.assert_allclose(np.var(np.asarray(std["W2"]) * a2_std), 1 / (3 * w), rtol=0.1)
+    np.testing.assert_allclose(np.var(np.asarray(ntk["W2"]) * a2_ntk), 2 / w, rtol=0.1)

@@ -9,9 +9,11 @@ Parameters are stored raw, in the layout of neural-tangents' Dense layers:
 * NTK: a1 = σ_w/√784, c1 = σ_b, a2 = σ_w/√w, c2 = σ_b; all raw parameters N(0, 1).
   Defaults σ_w = √2, σ_b = 0.1.
 
-Both parameterizations define the same function class at init in distribution up to
-the choice of uniform vs Gaussian draws; they differ in how gradient steps scale
-with width, which is what the NTK measures.
+The two do NOT define the same functions at init: the effective first-layer weights
+have variance 1/(3·784) (standard: U(±1/√fan_in)) against σ_w²/784 = 2/784 (NTK), six
+times larger, the output layer likewise 1/(3w) against 2/w, and the biases U(±1/√fan_in)
+against σ_b·N(0, 1). They also differ in how gradient steps scale with width, which is
+what the NTK measures (tests/test_explanations.py checks the variances).
 """
 
 from __future__ import annotations
