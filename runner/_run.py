@@ -63,6 +63,28 @@ def _release_memory() -> None:
     trim_heap()
 
 
+_COMPILE_LOG_ON = False
+
+
+def log_compiles() -> None:
+    """With ``NTK_COMPILE_LOG`` set, appends one line per XLA compilation ("compile <seconds>
+    <function>") to that file, from JAX's own compile events (the benchmarks count the
+    programs a page compiles with it). Idempotent."""
+    global _COMPILE_LOG_ON
+    path = os.environ.get("NTK_COMPILE_LOG")
+    if not path or _COMPILE_LOG_ON:
+        return
+    import jax
+
+    def listener(event: str, seconds: float, **kw: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"compile {seconds:.4f} {kw.get('fun_name', '')} pid={os.getpid()}\n")
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    _COMPILE_LOG_ON = True
+
+
 def configure_jax_cache(directory: str | Path | None = None) -> None:
     """Turns on JAX's persistent compilation cache next to the results cache.
 
@@ -73,6 +95,7 @@ def configure_jax_cache(directory: str | Path | None = None) -> None:
     """
     import jax
 
+    log_compiles()
     if directory is None:
         directory = Path(os.environ.get("NTK_CACHE_DIR") or _default_dir()) / "jax-compile"
     try:
