@@ -9,12 +9,13 @@ from ui.data import PARAM_LABEL, kernel_name
 from ui.params import parse_number_list
 
 
-def header(title: str, question: str, look_for: str, claim: str) -> None:
+def header(title: str, question: str, look_for: str, claim: str | None) -> None:
     """The fixed opening of every experiment page."""
     st.title(title)
     st.markdown(f"**Question.** {question}")
     st.markdown(f"**What to look for.** {look_for}")
-    st.info(f"**The study's claim:** “{claim}”", icon=":material/format_quote:")
+    if claim:
+        st.info(f"**The study's claim:** “{claim}”", icon=":material/format_quote:")
 
 
 def config_caption(view) -> None:
