@@ -18,10 +18,6 @@ layout.header(
     "λ_max falls, reaches a minimum, rises again with overfitting.")
 layout.config_caption(view)
 
-c1, c2 = st.columns(2)
-show_all = c1.toggle(f"Show all top-{cfg.top_k} eigenvalues", value=True, key="dyn_topk")
-log_loss = c2.toggle("Log scale for losses", value=True, key="dyn_logloss")
-
 r = engine.run(cfg, "Training run")
 
 if r is not None:
@@ -46,8 +42,11 @@ if r is not None:
         if r.restore_epoch != r.best_epoch:
             rules.append(("is_restore_epoch", f"early stopping restores ({r.restore_epoch})"))
 
-    left, right = st.columns(2)
-    with left:
+    # Each toggle only redraws its own chart: a fragment reruns without the sidebar,
+    # the cache lookup and the other charts.
+    @st.fragment
+    def eigenvalue_chart() -> None:
+        show_all = st.toggle(f"Show all top-{cfg.top_k} eigenvalues", value=True, key="dyn_topk")
         df = data.topk_epochs_frame(r, K)
         if not show_all:
             df = df[df["rank"] == 1].reset_index(drop=True)
@@ -59,7 +58,10 @@ if r is not None:
                                  y_title=data.axis_title("λ_max" if not show_all else "top-k λ_j", K, P),
                                  title="λ_max (rank 1) and the top-k over epochs"),
                     df, "eigenvalues_over_epochs")
-    with right:
+
+    @st.fragment
+    def loss_chart() -> None:
+        log_loss = st.toggle("Log scale for losses", value=True, key="dyn_logloss")
         df = data.metric_long(ep, {"train_loss": "train loss", "val_loss": "validation loss"},
                               positive=log_loss)
         charts.show(charts.lines(df, "epoch", "value", color="quantity", color_title=None,
@@ -68,6 +70,12 @@ if r is not None:
                                  y_title="loss ½·mean‖f(x) − y‖² (no penalty)",
                                  title="Train and validation loss"),
                     df, "losses_over_epochs")
+
+    left, right = st.columns(2)
+    with left:
+        eigenvalue_chart()
+    with right:
+        loss_chart()
     left, right = st.columns(2)
     with left:
         df = data.metric_long(ep, {"step_norm": "‖θ_e − θ_{e−1}‖ (step)",

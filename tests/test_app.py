@@ -123,11 +123,17 @@ def test_page_renders_and_follows_the_sidebar(page):
     for c, btn in zip(charts(at), at.get("download_button")):
         assert_download_is_chart_data(c, btn)
     # The cache status is shown.
-    assert any("runs:" in s.proto.label for s in at.get("status"))
+    assert any("runs:" in line for line in status_lines(at))
 
     at.number_input(key="seed").set_value(1).run()
     after = [chart_data(c) for c in assert_page_ok(at, min_charts)]
     assert any(not _same(a, b) for a, b in zip(before, after)), "seed change must change the data"
+
+
+def status_lines(at) -> list[str]:
+    """The engine's outcome lines: a status box's label where work ran, a caption on a
+    page whose results all came from the cache."""
+    return [s.proto.label for s in at.get("status")] + [str(c.value) for c in at.caption]
 
 
 def assert_download_is_chart_data(chart, button) -> None:
@@ -154,7 +160,9 @@ def test_width_change_changes_dynamics_and_second_visit_hits_cache():
     assert not _same(lam16, lam8)
     # A fresh session with the same config reads the result from the disk cache.
     again = open_app(page="pages/training_dynamics.py")
-    assert any("from cache" in s.proto.label for s in again.get("status"))
+    assert any("from cache" in line for line in status_lines(again))
+    # Nothing was computed, so no status box was opened: the outcome is one caption line.
+    assert not again.get("status")
     pd.testing.assert_frame_equal(chart_data(charts(again)[0]), lam16)
 
 
@@ -380,7 +388,7 @@ def test_unusable_cache_is_reported_and_results_still_computed(tmp_path, monkeyp
     monkeypatch.setenv("NTK_CACHE_DIR", str(blocker))
     at = open_app(page="pages/training_dynamics.py")
     assert_page_ok(at, 4)
-    assert any("cache disabled" in s.proto.label for s in at.get("status"))
+    assert any("cache disabled" in line for line in status_lines(at))
     assert "Cache disabled" in texts(at.sidebar.caption)
 
 
