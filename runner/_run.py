@@ -318,7 +318,11 @@ def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
             if progress:
                 progress(Progress(Stage.SPECTRA, d, t, run=_j, runs=len(configs)))
 
-        padded = {k: v[j] for k, v in tr.params.items()}
+        # Kernels at the next power of two ≥ the true width (zero-padded units add exactly
+        # nothing; the scales are the true width's): one kernel program per bucket, and a
+        # width-1 run does not pay for the sweep's widest network.
+        bucket = min(int(tr.params["W2"].shape[-2]), 1 << max(c.width - 1, 0).bit_length())
+        padded = nc.unpad({k: v[j] for k, v in tr.params.items()}, bucket)
         cs = nc.checkpoint_spectra(splits[j].x_train, padded, parameterization=c.parameterization,
                                    top_k=c.top_k, dense_max=limits.max_dense_n, valid=valid,
                                    progress=spec_progress,

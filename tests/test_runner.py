@@ -182,3 +182,19 @@ def test_eight_processes_same_config_compute_once(tmp_path):
     assert len(trainings) == 1, trainings
     assert sorted(o["status"] for o in outs).count("computed") == 1
     assert all(o["topk"] == outs[0]["topk"] and o["loss"] == outs[0]["loss"] for o in outs)
+
+
+def test_fused_width_sweep_equals_runs_alone_including_bucketed_kernels():
+    """A width sweep trains in one padded program and forms each run's kernels at the next
+    power of two of its width (3 → 4, 16 → 16) with zero-padded units: every stored
+    number must match the same config run alone, unpadded (float32 round-off)."""
+    base = _c({**SMALL, "epochs": 2})
+    cfgs = runner.sweep_configs(base, "width", [3, 16], LIM)
+    fused = runner.run_configs(cfgs, LIM, store=None)
+    for f, c in zip(fused, cfgs):
+        alone = runner.run(c, LIM, store=None)
+        assert f.params["W1"].shape == alone.params["W1"].shape == (3, 784, c.width)
+        for k in alone.metrics:
+            np.testing.assert_allclose(f.metrics[k], alone.metrics[k], rtol=2e-5, atol=1e-7, err_msg=k)
+        np.testing.assert_allclose(f.trace, alone.trace, rtol=2e-5)
+        np.testing.assert_allclose(f.topk, alone.topk, rtol=2e-5, atol=1e-6 * float(np.max(alone.topk)))

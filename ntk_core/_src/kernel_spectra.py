@@ -102,21 +102,32 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
     dense = n <= dense_max
     kw = _scales_kw(scales)
     g = _ntk.gram(x, parameterization=parameterization) if dense else None
+    todo = [i for i in range(count) if valid[i]]
+
+    def dense_kernel(i):  # dispatched asynchronously: XLA forms it while ARPACK works
+        return _ntk.traced_ntk_from_gram(_take(params_stack, i), x, g,
+                                         parameterization=parameterization, **kw)
+
+    pending = {todo[0]: dense_kernel(todo[0])} if dense and todo else {}
     v0 = None
     for i in range(count):
         if valid[i]:
-            p = _take(params_stack, i)
             if dense:
-                op = np.asarray(_ntk.traced_ntk_from_gram(p, x, g, parameterization=parameterization, **kw))
+                nxt = todo.index(i) + 1
+                if nxt < len(todo):  # the next checkpoint's kernel, computed during this solve
+                    pending[todo[nxt]] = dense_kernel(todo[nxt])
+                op = np.asarray(pending.pop(i))
                 trace[i] = float(np.trace(op, dtype=np.float64))
             else:
+                p = _take(params_stack, i)
                 trace[i] = float(jnp.sum(_ntk.ntk_diagonal(p, x, parameterization=parameterization, **kw)))
                 state = _ntk.matfree_state(p, x, parameterization=parameterization, **kw)
                 op = _spectra.as_operator(lambda v, st=state: _ntk.matfree_matvec(st, jnp.asarray(v)), n)
-            # float32 products cannot reach float64's tolerance: 1e-6 residuals (eigenvalues
-            # converge quadratically, so they are far more accurate than that).
+            # float32 products (dense or not) cannot reach float64's tolerance: 1e-6 relative
+            # residuals; eigenvalues converge quadratically, so they are far more accurate
+            # than that (≈1e-8 relative against a solve to float32 machine precision).
             res = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, return_result=True,
-                                      dtype=np.float32, tol=None if dense else 1e-6,
+                                      dtype=np.float32, tol=1e-6,
                                       symmetric=dense, maxiter=maxiter)
             topk[i] = res.values
             residual[i] = res.max_residual
