@@ -1,4 +1,5 @@
-"""MNIST loading: the bundled 10k test set offline, the official 70k via pooch online.
+"""MNIST loading: the bundled 10k test set offline, the official 70k via pooch online;
+Fashion-MNIST (70k, same idx format) via pooch online.
 
 MNIST is by Yann LeCun, Corinna Cortes and Christopher J.C. Burges (CC BY-SA 3.0).
 """
@@ -36,12 +37,34 @@ DEFAULT_MIRRORS = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
+# Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, Zalando Research, MIT licence): the same idx
+# format and file names, 60k train + 10k test, 10 clothing classes. No copy is bundled.
+# sha256 pinned from two independent public download tables found with the code search
+# (a dataset loader's ``_SHA256_*`` constants and an mnist/fashion-mnist/emnist downloader's
+# hash table, whose MNIST entries equal MNIST_FILES above); zalandoresearch/fashion-mnist's
+# README publishes md5 only.
+FASHION_MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+    "train-labels-idx1-ubyte.gz": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+    "t10k-images-idx3-ubyte.gz": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+    "t10k-labels-idx1-ubyte.gz": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+}
+
+# Tried in order; ``NTK_FASHION_MNIST_MIRRORS`` (comma-separated base URLs) replaces the list.
+FASHION_DEFAULT_MIRRORS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+)
+
+DATASETS = ("bundled", "full", "fashion_mnist")
+
 NUM_CLASSES = 10
 INPUT_DIM = 784
 
 
 class DataUnavailable(RuntimeError):
-    """The full MNIST set could not be fetched from any mirror."""
+    """A downloaded dataset (full MNIST, Fashion-MNIST) could not be fetched from any mirror."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +78,7 @@ class Split:
       y_val: (n_val, 10) float32 one-hot.
       labels_train: (n_train,) int32 class labels.
       labels_val: (n_val,) int32.
-      source: "bundled" or "full" — what was actually used.
+      source: "bundled", "full" or "fashion_mnist" — what was actually used.
       notice: a human-readable note (e.g. fallback to the bundled set) or "".
     """
 
@@ -127,9 +150,15 @@ def fetch_full(cache_dir: str | Path | None = None, mirrors: tuple[str, ...] | N
     """
     mirrors = mirrors_from_env() if mirrors is None else mirrors
     target = Path(cache_dir) if cache_dir else Path(pooch.os_cache("ntk-explorer")) / "mnist"
+    return _fetch(MNIST_FILES if files is None else files, mirrors, target)
+
+
+def _fetch(files: dict[str, str], mirrors: tuple[str, ...], target: Path
+           ) -> tuple[dict[str, Path], list[str]]:
+    """Each file from the first mirror that serves it with the right sha256 (pooch, cached)."""
     paths: dict[str, Path] = {}
     problems: list[str] = []
-    for name, sha in (MNIST_FILES if files is None else files).items():
+    for name, sha in files.items():
         for base in mirrors:
             url = base.rstrip("/") + "/" + name
             try:
@@ -142,6 +171,82 @@ def fetch_full(cache_dir: str | Path | None = None, mirrors: tuple[str, ...] | N
         else:
             raise DataUnavailable(f"could not fetch {name} from any mirror: " + "; ".join(problems))
     return paths, problems
+
+
+def fashion_mirrors_from_env() -> tuple[str, ...]:
+    env = os.environ.get("NTK_FASHION_MNIST_MIRRORS", "").strip()
+    return tuple(m.strip() for m in env.split(",") if m.strip()) or FASHION_DEFAULT_MIRRORS
+
+
+def fetch_fashion_mnist(cache_dir: str | Path | None = None, mirrors: tuple[str, ...] | None = None,
+                        files: dict[str, str] | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Downloads the four Fashion-MNIST files, verifying each sha256 (as :func:`fetch_full`).
+
+    Args:
+      cache_dir: where the files are kept (default: the per-user cache, ``fashion_mnist/``,
+        apart from MNIST's files of the same names).
+      mirrors: base URLs tried in order (default ``NTK_FASHION_MNIST_MIRRORS`` or
+        :data:`FASHION_DEFAULT_MIRRORS`).
+      files: file name → sha256 (default :data:`FASHION_MNIST_FILES`).
+
+    Returns:
+      (paths, problems): file name → local path, and one line per failed attempt.
+
+    Raises:
+      DataUnavailable: when some file could not be fetched from any mirror.
+    """
+    mirrors = fashion_mirrors_from_env() if mirrors is None else tuple(mirrors)
+    target = Path(cache_dir) if cache_dir else Path(pooch.os_cache("ntk-explorer")) / "fashion_mnist"
+    try:
+        return _fetch(FASHION_MNIST_FILES if files is None else files, mirrors, target)
+    except DataUnavailable as exc:
+        raise DataUnavailable(f"Fashion-MNIST: {exc}") from None
+
+
+@functools.lru_cache(maxsize=2)
+def _load_fashion_cached(cache_dir: str | None, mirrors: tuple[str, ...], files: tuple | None
+                         ) -> tuple[np.ndarray, np.ndarray, str]:
+    paths, problems = fetch_fashion_mnist(cache_dir, mirrors, dict(files) if files else None)
+    xs, ys = [], []
+    for split in ("train", "t10k"):
+        x, y = _to_arrays(_read_idx(paths[f"{split}-images-idx3-ubyte.gz"]),
+                          _read_idx(paths[f"{split}-labels-idx1-ubyte.gz"]))
+        xs.append(x)
+        ys.append(y)
+    note = ("Fashion-MNIST loaded after skipping failed mirrors: " + "; ".join(problems)) if problems else ""
+    return np.concatenate(xs), np.concatenate(ys), note
+
+
+def load_fashion_mnist(cache_dir: str | None = None, mirrors: tuple[str, ...] | None = None,
+                       files: dict[str, str] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Fashion-MNIST, train then test images (70k with the official files), cached in-process.
+
+    A failure is remembered for :data:`FAILURE_TTL_S` seconds (a request in that window
+    raises at once instead of waiting on every dead mirror again).
+
+    Returns:
+      (x, labels, notice): x (N, 784) float32 in [0, 1], labels (N,) int32, and a notice
+      ("" when every file came from the first mirror tried).
+
+    Raises:
+      DataUnavailable: no mirror served some file with the pinned sha256. There is no
+        fallback: another dataset under this name would be mislabelled.
+    """
+    mirrors = fashion_mirrors_from_env() if mirrors is None else tuple(mirrors)
+    key = ("fashion_mnist", cache_dir, mirrors)
+    with _FAILURES_LOCK:
+        failed = _FAILURES.get(key)
+    now = time.monotonic()
+    if failed is not None and now - failed[0] < FAILURE_TTL_S:
+        raise DataUnavailable(f"Fashion-MNIST unavailable (download failed {now - failed[0]:.0f} s ago: "
+                              f"{failed[1]}; mirrors are tried again in "
+                              f"{FAILURE_TTL_S - (now - failed[0]):.0f} s)")
+    try:
+        return _load_fashion_cached(cache_dir, mirrors, tuple(sorted(files.items())) if files else None)
+    except DataUnavailable as exc:
+        with _FAILURES_LOCK:
+            _FAILURES[key] = (time.monotonic(), str(exc)[:300])
+        raise
 
 
 @functools.lru_cache(maxsize=1)
@@ -174,19 +279,24 @@ def load_pool(dataset: str = "bundled", *, cache_dir: str | None = None,
               mirrors: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, str, str]:
     """Loads the pool of images a split is drawn from.
 
-    ``"full"`` falls back to the bundled set with a notice when no mirror works. A failure
+    ``"full"`` falls back to the bundled set with a notice when no mirror works;
+    ``"fashion_mnist"`` raises :class:`DataUnavailable` instead (see
+    :func:`load_fashion_mnist`). A failure
     is remembered for :data:`FAILURE_TTL_S` seconds: requests in that window fall back at
     once (and say when the mirrors will be tried again) instead of retrying every mirror.
 
     Returns:
       (x, labels, source, notice): x (N, 784) float32, labels (N,) int32, the source
-      actually used ("bundled" or "full") and a notice ("" when nothing to say).
+      actually used ("bundled", "full" or "fashion_mnist") and a notice ("" when nothing to say).
     """
     if dataset == "bundled":
         x, y = load_bundled()
         return x, y, "bundled", ""
+    if dataset == "fashion_mnist":  # no fallback: DataUnavailable propagates
+        x, y, note = load_fashion_mnist(cache_dir, mirrors)
+        return x, y, "fashion_mnist", note
     if dataset != "full":
-        raise ValueError(f"dataset={dataset!r}: expected 'bundled' or 'full'")
+        raise ValueError(f"dataset={dataset!r}; allowed: {', '.join(DATASETS)}")
     mirrors = mirrors_from_env() if mirrors is None else tuple(mirrors)
     key = (cache_dir, mirrors)
     with _FAILURES_LOCK:
@@ -249,7 +359,8 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 def load_split(n_train: int, n_val: int, seed: int, dataset: str = "bundled") -> Split:
-    """Loads a deterministic, class-stratified train/validation split of MNIST.
+    """Loads a deterministic, class-stratified train/validation split of a dataset
+    ("bundled", "full" MNIST, or "fashion_mnist"; see :func:`load_pool`).
 
     Returns:
       A :class:`Split` with float32 pixels in [0, 1] (784 per image) and one-hot

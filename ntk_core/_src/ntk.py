@@ -35,7 +35,10 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse.linalg as spla
 
+from ntk_core._src import full_kernel as _full
+from ntk_core._src import generic as _generic
 from ntk_core._src import model as _model
 
 _HP = jax.lax.Precision.HIGHEST
@@ -46,6 +49,7 @@ class NTKMethod(str, enum.Enum):
 
     CLOSED_FORM = "closed_form"
     AUTODIFF = "autodiff"
+    NTK_VP = "ntk_vp"        # generic matrix-free vjp/jvp path (ntk_core._src.generic)
 
 
 class _Features(NamedTuple):
@@ -124,11 +128,19 @@ def _autodiff_full(params, x1, x2, s):
     return jnp.einsum("ikp,jlp->ijkl", j1, j2, precision=_HP)
 
 
+def _ntk_vp(params, x1, x2, s, *, trace):
+    apply_fn = lambda p, x: _model.apply(p, x, scales=s)  # noqa: E731 - gradients w.r.t. p only
+    chunk, block = _generic._dense_sizes(apply_fn, params, x1, x2, trace, _generic.DEFAULT_BUDGET_FLOATS)
+    return _generic._dense(apply_fn, params, x1, x2, trace=trace, chunk=chunk, block=block)
+
+
 _IMPLS: dict[tuple[NTKMethod, bool], Callable] = {
     (NTKMethod.CLOSED_FORM, True): _closed_traced,
     (NTKMethod.CLOSED_FORM, False): _closed_full,
     (NTKMethod.AUTODIFF, True): _autodiff_traced,
     (NTKMethod.AUTODIFF, False): _autodiff_full,
+    (NTKMethod.NTK_VP, True): functools.partial(_ntk_vp, trace=True),
+    (NTKMethod.NTK_VP, False): functools.partial(_ntk_vp, trace=False),
 }
 
 
@@ -155,8 +167,10 @@ def empirical_ntk(params, x1, x2=None, *, parameterization: str = "standard",
       params: raw parameters ``{"W1", "b1", "W2", "b2"}``.
       x1: (n1, 784) inputs. x2: (n2, 784) inputs, default ``x1``.
       parameterization: "standard" or "ntk" (see :mod:`ntk_core._src.model`).
-      method: "closed_form" (fast, exact for this architecture) or "autodiff"
-        (generic ``jax.grad``/``jacrev`` contraction, the reference).
+      method: "closed_form" (fast, exact for this architecture), "autodiff"
+        (generic ``jax.grad``/``jacrev`` contraction, the reference) or "ntk_vp" (the
+        generic matrix-free vjp/jvp path of :mod:`ntk_core._src.generic`, formed densely;
+        for any other model use :func:`empirical_ntk_fn`).
       trace: True for the traced kernel (mean over the 10 logits), False for the full one.
       normalize: divide by n1 (Θ/n, the kernel of the mean-squared loss).
       scales: explicit (a1, c1, a2, c2) overriding the parameterization's ones for the
@@ -273,3 +287,133 @@ def matfree_matmat(state: MatFreeState, vs):
 
 def as_numpy(a) -> np.ndarray:
     return np.asarray(jax.device_get(a))
+
+
+# ----------------------------------------------------------------------------------------
+# Any model: one signature for the three methods (neural-tangents' empirical_ntk_fn style).
+
+def empirical_ntk_fn(apply_fn: Callable | None = None, *, method: str | NTKMethod = NTKMethod.NTK_VP,
+                     trace: bool = True, normalize: bool = False, parameterization: str = "standard"
+                     ) -> Callable:
+    """``ntk(params, x1, x2=None)`` for any model ``apply_fn(params, x) -> (n, K)``.
+
+    Args:
+      apply_fn: the model; ``None`` means the project's one-hidden MLP
+        (:func:`ntk_core._src.model.apply` in ``parameterization``).
+      method: "ntk_vp" (matrix-free vjp/jvp path, formed densely), "autodiff" (per-sample
+        ``jacrev`` Jacobians contracted) or "closed_form" (only for ``apply_fn=None``: the
+        one-hidden MLP has the only closed form here).
+      trace: traced (mean over the K logits) or full kernel; normalize: divide by n1.
+
+    Returns:
+      a function returning (n1, n2) traced or (n1, n2, K, K) full kernels, raw Θ unless
+      ``normalize``, dtype of params.
+
+    Raises:
+      ValueError: ``method="closed_form"`` with a model other than the one-hidden MLP, or an
+        unknown method.
+    """
+    try:
+        m = NTKMethod(method)
+    except ValueError:
+        raise ValueError(f"method={method!r}; allowed: {', '.join(e.value for e in NTKMethod)}") from None
+    if apply_fn is None:
+        def mlp_ntk(params, x1, x2=None):
+            return empirical_ntk(params, x1, x2, parameterization=parameterization, method=m,
+                                 trace=trace, normalize=normalize)
+        return mlp_ntk
+    if m is NTKMethod.CLOSED_FORM:
+        raise ValueError("method='closed_form' applies only to the one-hidden-layer MLP "
+                         "(apply_fn=None); allowed for any model: ntk_vp, autodiff")
+    dense = _generic.ntk_vp_dense if m is NTKMethod.NTK_VP else _generic.autodiff_dense
+
+    def ntk(params, x1, x2=None):
+        theta = dense(apply_fn, params, x1, x2, trace=trace)
+        return theta / x1.shape[0] if normalize else theta
+
+    return ntk
+
+
+@functools.lru_cache(maxsize=64)
+def _mlp_apply(scales: tuple) -> Callable:
+    """One function object per static scales, so the generic operator's jit cache is reused."""
+    return functools.partial(_model.apply, scales=_model.Scales(*scales))
+
+
+class _JaxOperator(spla.LinearOperator):
+    """A float64 LinearOperator over a float32 JAX matvec (what ARPACK needs)."""
+
+    arpack_tol = 1e-6
+
+    def __init__(self, matmat: Callable, n: int, diagonal: Callable | None, dtype):
+        super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
+        self._mm, self._diag, self._dt = matmat, diagonal, dtype
+
+    def _matvec(self, v):
+        return np.asarray(self._mm(jnp.asarray(np.asarray(v).reshape(-1, 1), self._dt))[:, 0], np.float64)
+
+    def _matmat(self, vs):
+        return np.asarray(self._mm(jnp.asarray(vs, self._dt)), np.float64)
+
+    def _adjoint(self):
+        return self
+
+    def diagonal(self) -> np.ndarray:
+        return np.asarray(self._diag(), np.float64)
+
+
+def ntk_operator(params, x, *, apply_fn: Callable | None = None,
+                 method: str | NTKMethod = NTKMethod.NTK_VP, trace: bool = True,
+                 parameterization: str = "standard", scales=None, chunk: int | None = None
+                 ) -> spla.LinearOperator:
+    """The empirical NTK on ``x`` as a symmetric operator for ``top_k_eigs``, ``slq`` and
+    ``trace_estimate`` — one signature for every method.
+
+    Args:
+      apply_fn: any model ``f(params, x) -> (n, K)``; ``None`` = the one-hidden MLP of
+        :mod:`ntk_core._src.model` in ``parameterization`` (with optional ``scales``).
+      method: "ntk_vp" — matrix-free vjp/jvp (:class:`generic.NTKOperator`, O(n) memory);
+        "closed_form" — the MLP's matrix-free closed form (traced: ``matfree_matvec``; full:
+        ``full_kernel.full_ntk_matvec``), MLP only; "autodiff" — the kernel formed from
+        per-sample Jacobians (O(n²) memory, small n).
+      trace: traced (n × n) or full ((n·K) × (n·K), index i·K + a) kernel.
+
+    Returns:
+      a :class:`scipy.sparse.linalg.LinearOperator` (float64 in/out) with ``diagonal()`` and
+      ``arpack_tol``; raw Θ (not /n).
+    """
+    m = NTKMethod(method)
+    x = jnp.asarray(x)
+    if apply_fn is None:
+        s = _scales(params, parameterization, scales)
+        apply_fn = _mlp_apply(tuple(float(a) for a in s)) if scales is None \
+            else functools.partial(_model.apply, scales=s)
+        mlp = True
+    else:
+        mlp = False
+    if m is NTKMethod.NTK_VP:
+        return _generic.NTKOperator(apply_fn, params, x, trace=trace, chunk=chunk)
+    if m is NTKMethod.AUTODIFF:
+        d = np.asarray(_generic.autodiff_dense(apply_fn, params, x, trace=trace), np.float64)
+        if not trace:
+            n, k = d.shape[0], d.shape[2]
+            d = d.transpose(0, 2, 1, 3).reshape(n * k, n * k)
+        d = 0.5 * (d + d.T)
+        op = spla.aslinearoperator(d)
+        op.diagonal = lambda: np.diag(d).copy()
+        return op
+    if not mlp:
+        raise ValueError("method='closed_form' applies only to the one-hidden-layer MLP "
+                         "(apply_fn=None); allowed for any model: ntk_vp, autodiff")
+    n = int(x.shape[0])
+    dt = params["W1"].dtype
+    if trace:
+        st = matfree_state(params, x, parameterization=parameterization, scales=scales)
+        return _JaxOperator(lambda vs: matfree_matmat(st, vs), n,
+                            lambda: ntk_diagonal(params, x, parameterization=parameterization, scales=scales), dt)
+    st = _full.full_ntk_state(params, x, parameterization=parameterization, scales=scales)
+    k = params["W2"].shape[1]
+    mm = jax.jit(lambda s_, vs: jax.vmap(lambda v: _full.full_ntk_matvec_state(s_, v.reshape(n, k)).reshape(-1),
+                                         in_axes=1, out_axes=1)(vs))
+    diag = lambda: _generic.ntk_vp_diagonal(apply_fn, params, x, trace=False)  # noqa: E731
+    return _JaxOperator(lambda vs: mm(st, vs), n * k, diag, dt)

@@ -314,6 +314,9 @@ def top_k_eigs(operator, k: int, *, n: int | None = None, v0: np.ndarray | None 
 
 def _top_k(operator, k, *, n, v0, tol, dtype, maxiter, symmetric, dense_fallback_max) -> EigResult:
     maxiter = DEFAULT_MAXITER if maxiter is None else int(maxiter)
+    if tol is None and isinstance(operator, spla.LinearOperator):
+        # float32 operators (e.g. generic.NTKOperator) state the residual they can reach
+        tol = getattr(operator, "arpack_tol", None)
     dense = None
     if not isinstance(operator, spla.LinearOperator):
         if callable(operator):
@@ -442,7 +445,7 @@ def _lanczos(matvec, v0, steps, keep_basis: bool = False):
     return alpha, beta, (q if keep_basis else None)
 
 
-def slq(matvec: Callable[[np.ndarray], np.ndarray], n: int, *, num_probes: int = 8,
+def slq(matvec: Callable[[np.ndarray], np.ndarray], n: int | None = None, *, num_probes: int = 8,
         steps: int = 60, seed: int = 0, deflate: tuple[np.ndarray, np.ndarray] | None = None
         ) -> tuple[np.ndarray, np.ndarray]:
     """Stochastic Lanczos quadrature: a discrete approximation of the spectral measure.
@@ -454,10 +457,19 @@ def slq(matvec: Callable[[np.ndarray], np.ndarray], n: int, *, num_probes: int =
     eigenpairs as ``deflate=(values, vectors)`` puts them in as exact point masses and
     probes only their orthogonal complement.
 
+    ``matvec`` may be any callable or a LinearOperator (e.g. ``generic.NTKOperator``);
+    ``n`` defaults to its ``shape[0]``.
+
     Returns:
       (nodes, weights): float64 arrays of equal length; weights sum to 1. So
       n·Σ weights·nodes estimates the trace and Σ_{nodes ≤ t} weights the CDF.
     """
+    if n is None:
+        if not hasattr(matvec, "shape"):
+            raise ValueError("n is required with a plain matvec callable")
+        n = int(matvec.shape[0])
+    if isinstance(matvec, spla.LinearOperator):
+        matvec = matvec.matvec
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
     vecs_d = None
@@ -499,3 +511,48 @@ def density_on_grid(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray,
     """
     z = (np.asarray(grid)[:, None] - np.asarray(nodes)[None, :]) / sigma
     return (np.exp(-0.5 * z * z) * weights[None, :]).sum(1) / (sigma * np.sqrt(2 * np.pi))
+
+
+class TraceEstimate(NamedTuple):
+    """tr(Θ) and how it was obtained."""
+
+    value: float        # the trace (float64)
+    std_error: float    # 0 for exact methods; Hutchinson: sample std / √probes
+    method: str         # "dense" | "diagonal" | "hutchinson"
+    matvecs: int        # operator applications used
+
+
+def trace_estimate(operator, n: int | None = None, *, probes: int = 0, seed: int = 0) -> TraceEstimate:
+    """tr(Θ) of a dense matrix or an operator: exact when possible, else Hutchinson.
+
+    Exact: a dense matrix (its diagonal), or an operator with a ``diagonal()`` method
+    (``generic.NTKOperator``: per-sample Jacobian norms) when ``probes`` is 0. Otherwise the
+    Hutchinson estimator mean_p zₚᵀΘzₚ over ``probes`` (default 32) Rademacher vectors (unbiased,
+    variance 2·Σ_{i≠j} Θ_ij²/probes), with its standard error.
+
+    Args:
+      operator: (n, n) array, a LinearOperator, or a matvec callable (with ``n``).
+      probes: 0 = exact if possible; > 0 forces the stochastic estimator.
+
+    Returns:
+      :class:`TraceEstimate` in the operator's normalisation.
+    """
+    if not callable(operator) and not isinstance(operator, spla.LinearOperator):
+        a = np.asarray(operator)
+        return TraceEstimate(float(np.trace(a, dtype=np.float64)), 0.0, "dense", 0)
+    if probes <= 0 and hasattr(operator, "diagonal"):
+        d = np.asarray(operator.diagonal(), dtype=np.float64)
+        return TraceEstimate(float(d.sum()), 0.0, "diagonal", 0)
+    probes = 32 if probes <= 0 else int(probes)
+    if n is None:
+        if not hasattr(operator, "shape"):
+            raise ValueError("n is required with a plain matvec callable")
+        n = int(operator.shape[0])
+    mv = operator.matvec if isinstance(operator, spla.LinearOperator) else operator
+    rng = np.random.default_rng(seed)
+    vals = np.empty(probes)
+    for p in range(probes):
+        z = rng.choice(np.array([-1.0, 1.0]), size=n)
+        vals[p] = z @ np.asarray(mv(z), dtype=np.float64).ravel()
+    err = float(vals.std(ddof=1) / np.sqrt(probes)) if probes > 1 else float("inf")
+    return TraceEstimate(float(vals.mean()), err, "hutchinson", probes)
