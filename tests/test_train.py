@@ -9,6 +9,7 @@ the same width and number of epochs.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -287,3 +288,105 @@ def test_early_stopping_on_a_real_run(sgd_grid):
     d = int(sgd_grid.diverged_at[DIVERGING_ROW])
     assert es.best_epoch < d and es.stop_epoch == d + 1, (es, d)
     assert es.restore_epoch == es.best_epoch
+
+
+# ----------------------------------------------------------------------------------------
+# Decoupled weight decay (SGD + wd, AdamW) against L2 in the loss.
+# Mapping: the penalty λ·Σw² has gradient 2λ·w, so SGD with decoupled wd = 2λ takes the
+# same steps as SGD on the L2 objective; Adam normalises the L2 gradient, AdamW does not.
+
+WD_LAMBDA = 0.05
+WD = 2 * WD_LAMBDA
+# Rows (λ, wd): L2 in the loss, decoupled decay, neither. One compiled program per optimizer.
+WD_ROWS = ((WD_LAMBDA, 0.0), (0.0, WD), (0.0, 0.0))
+ADAMW_LR = 1e-2
+
+
+def _wd_grid(split, optimizer, lr):
+    lams, wds = zip(*WD_ROWS)
+    return nc.train_grid(split.x_train, split.y_train, split.x_val, split.y_val, width=WIDTH,
+                         epochs=EPOCHS, reg_strengths=list(lams), lrs=[lr] * len(WD_ROWS),
+                         seeds=[0] * len(WD_ROWS), reg="l2", optimizer=optimizer,
+                         weight_decay=list(wds))
+
+
+@pytest.fixture(scope="module")
+def wd_grids(mnist_small):
+    return {"sgd": _wd_grid(mnist_small, "sgd", 0.1), "adam": _wd_grid(mnist_small, "adam", ADAMW_LR)}
+
+
+def _flat(result, g, e):
+    return np.concatenate([result.params[k][g, e].ravel() for k in sorted(result.params)])
+
+
+def test_sgd_weight_decay_equals_l2_in_the_loss(wd_grids):
+    r = wd_grids["sgd"]
+    for e in range(EPOCHS + 1):
+        l2, wd, plain = _flat(r, 0, e), _flat(r, 1, e), _flat(r, 2, e)
+        # float32 round-off: the two compute 2λ·w (L2) vs wd·w and sum the gradient terms
+        # in a different order.
+        np.testing.assert_allclose(wd, l2, rtol=0, atol=1e-6 * np.abs(l2).max(),
+                                   err_msg=f"SGD: wd={WD} vs L2 λ={WD_LAMBDA}, epoch {e}")
+    # ... and both really decay: far from the unregularised run, with smaller weights.
+    assert np.abs(_flat(r, 1, EPOCHS) - _flat(r, 2, EPOCHS)).max() > 1e-3
+    assert r.weight_norm[1, -1] < r.weight_norm[2, -1]
+    # The objective records the data loss + the L2 penalty only (decay is not a loss term).
+    np.testing.assert_array_equal(r.objective[1], r.train_loss[1])
+    assert np.all(r.objective[0, 1:] > r.train_loss[0, 1:])
+
+
+def test_adamw_differs_from_adam_with_l2(wd_grids):
+    r = wd_grids["adam"]
+    move = np.linalg.norm(_flat(r, 1, EPOCHS) - _flat(r, 1, 0))
+    gap = np.linalg.norm(_flat(r, 0, EPOCHS) - _flat(r, 1, EPOCHS))
+    # Measured 1.36 on this problem: Adam rescales the L2 gradient 2λ·w per coordinate.
+    assert gap > 0.1 * move, f"Adam+L2 vs AdamW: gap {gap:.3g}, AdamW's own move {move:.3g}"
+    # Same init for all rows.
+    np.testing.assert_array_equal(_flat(r, 0, 0), _flat(r, 1, 0))
+
+
+def test_adamw_matches_numpy_reference(wd_grids, mnist_small):
+    """AdamW (optax.adamw convention, decay on W1/W2 only) by hand in NumPy, full batch:
+    m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², θ ← θ − η·(m̂/(√v̂ + ε) + wd·θ)."""
+    r, s = wd_grids["adam"], mnist_small
+    x, y = jnp.asarray(s.x_train), jnp.asarray(s.y_train)
+
+    def loss(p):
+        f = nc.apply(p, x, "standard")
+        return 0.5 * jnp.mean(jnp.sum((f - y) ** 2, axis=1))
+
+    grad = jax.jit(jax.grad(loss))
+    p = {k: r.params[k][1, 0].copy() for k in r.params}
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    v = {k: np.zeros_like(a) for k, a in p.items()}
+    b1, b2, eps = np.float32(0.9), np.float32(0.999), np.float32(1e-8)
+    lr, wd = np.float32(ADAMW_LR), np.float32(WD)
+    for t in range(1, EPOCHS + 1):
+        g = {k: np.asarray(a) for k, a in grad(p).items()}
+        for k in p:
+            m[k] = b1 * m[k] + (1 - b1) * g[k]
+            v[k] = b2 * v[k] + (1 - b2) * g[k] * g[k]
+            mh, vh = m[k] / (1 - b1 ** t), v[k] / (1 - b2 ** t)
+            decay = wd * p[k] if k in ("W1", "W2") else 0
+            p[k] = p[k] - lr * (mh / (np.sqrt(vh) + eps) + decay)
+        for k in p:
+            # One Adam step moves a coordinate by ≈ η whatever |g| is, so where g is ~0 a
+            # float32 difference between the two gradient computations can flip its
+            # direction: compare the whole tensor's distance, relative to how far it moved.
+            moved = np.linalg.norm(r.params[k][1, t] - r.params[k][1, 0])
+            err = np.linalg.norm(r.params[k][1, t] - p[k])
+            assert err <= 1e-4 * moved, f"AdamW vs NumPy reference, {k}, step {t}: {err:.3g} vs {moved:.3g}"
+    # That tolerance is far below what the decay itself did (AdamW vs plain Adam).
+    for k in ("W1", "W2"):
+        moved = np.linalg.norm(r.params[k][1, -1] - r.params[k][1, 0])
+        assert np.linalg.norm(r.params[k][1, -1] - r.params[k][2, -1]) > 10 * 1e-4 * moved, k
+
+
+def test_weight_decay_rejects_bad_values(mnist_small):
+    s = mnist_small
+    with pytest.raises(ValueError, match="weight_decay"):
+        nc.train_grid(s.x_train, s.y_train, s.x_val, s.y_val, width=4, reg_strengths=[0.0],
+                      lrs=[0.1], seeds=[0], epochs=1, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        nc.train_grid(s.x_train, s.y_train, s.x_val, s.y_val, width=4, reg_strengths=[0.0],
+                      lrs=[0.1], seeds=[0], epochs=1, weight_decay=[0.1, 0.1])

@@ -4,6 +4,19 @@ Loss (documented scaling): L(θ) = ½·mean_i ‖f(x_i) − y_i‖² (squared er
 the 10 outputs, averaged over samples) + λ·Σ_{W1,W2} w² (L2) or λ·Σ |w| (L1); biases are
 not regularised. Under gradient flow on the ½-mean loss, df/dt = −(η/n)·Θ_full·(f − y).
 
+Decoupled weight decay (``weight_decay`` = wd ≥ 0, independent of the penalty above), on the
+weights W1, W2 only (biases are not decayed, as they are not penalised), with the
+learning-rate-coupled convention of ``optax.adamw`` (Loshchilov & Hutter 2019, AdamW with
+their schedule multiplier η_t equal to the learning rate η):
+  SGD + wd:  θ ← θ − η·g − η·wd·θ
+  AdamW:     θ ← θ − η·m̂/(√v̂ + ε) − η·wd·θ      (m̂, v̂ from the DATA gradient only)
+where g is the gradient of the objective (data loss + penalty). For SGD this is exactly
+L2-in-the-loss: the penalty λ·Σw² has gradient 2λ·w, so wd = 2λ gives the same step
+(tests/test_train.py checks the runs agree to float32 round-off). For Adam it is not: an
+L2 gradient 2λ·w goes through Adam's per-coordinate normalisation (a large weight with a
+large gradient history is barely shrunk), while decoupled decay shrinks every weight by the
+same factor (1 − η·wd) per step.
+
 Sweeps in one program (:func:`train_sweep`). Runs of different hidden widths are trained
 zero-padded to the largest width W: each run's init is exactly ``init_params`` at its
 true width, padded with zeros; a per-run hidden-unit mask multiplies the activations and
@@ -11,7 +24,8 @@ the width-dependent multipliers (NTK: a2 = σ_w/√w; a1, c1, c2 do not depend o
 the standard parameterization only the init's U(±1/√w) range of W2 and b2 does) are
 per-run traced values. A padded unit has pre-activation exactly 0 and a zero W2 row, so
 its gradient is exactly 0: the data term gives a2·h_u·r = 0 (W2) and W2[u]·relu'(0) = 0
-(W1, b1), and the mask zeroes it whatever the values; L2 gives 2λ·0 = 0; L1 would give λ
+(W1, b1), and the mask zeroes it whatever the values; L2 gives 2λ·0 = 0, and decoupled
+weight decay wd·0 = 0; L1 would give λ
 (JAX's d|w|/dw at w = 0 is 1, not sign(0) = 0), so the penalty is taken over mask·W and
 its gradient on padded weights is 0·1 = 0. SGD then moves them by −η·0 and Adam by
 −η·m̂/(√v̂ + ε) = −η·0/(0 + ε) = 0: they stay exactly 0 (tests/test_padded.py checks it).
@@ -45,7 +59,8 @@ class TrainResult:
         several widths they are zero-padded to the largest width W: run g's own params are
         ``unpad(params, widths[g])`` (see :meth:`run_params`).
       train_loss: (G, E+1) data loss ½·mean‖f−y‖² on the full training set (no penalty).
-      objective: (G, E+1) train loss + penalty.
+      objective: (G, E+1) train loss + penalty (decoupled weight decay is a step rule,
+        not a loss term, and is not in it).
       val_loss: (G, E+1) same data loss on the validation split.
       val_acc: (G, E+1) validation accuracy in [0, 1].
       step_norm: (G, E+1) ‖θ_e − θ_{e−1}‖₂ (0 at e = 0).
@@ -112,12 +127,23 @@ def _tree_norm(t):
     return jnp.sqrt(sum(jnp.sum(a * a) for a in jax.tree_util.tree_leaves(t)))
 
 
-def _make_optimizer(name: str, lr):
+# Decoupled weight decay acts on the weights only, like the L2/L1 penalty.
+DECAY_MASK = {"W1": True, "b1": False, "W2": True, "b2": False}
+
+
+def _make_optimizer(name: str, lr, wd=None):
+    """optax transformation for ``name``; with ``wd`` (a possibly traced scalar) the
+    decoupled weight decay of the module docstring on W1, W2: SGD as
+    ``chain(add_decayed_weights(wd), sgd(lr))`` (update −η·(g + wd·θ)), Adam as
+    ``optax.adamw(lr, weight_decay=wd)`` (update −η·(adam(g) + wd·θ)). ``wd=None`` is the
+    plain optimizer (the same compiled program as before weight decay existed)."""
+    if name not in ("sgd", "adam"):
+        raise ValueError(f"optimizer={name!r}; allowed: sgd, adam")
+    if wd is None:
+        return optax.sgd(lr) if name == "sgd" else optax.adam(lr)
     if name == "sgd":
-        return optax.sgd(lr)
-    if name == "adam":
-        return optax.adam(lr)
-    raise ValueError(f"optimizer={name!r}; allowed: sgd, adam")
+        return optax.chain(optax.add_decayed_weights(wd, DECAY_MASK), optax.sgd(lr))
+    return optax.adamw(lr, weight_decay=wd, mask=DECAY_MASK)
 
 
 @functools.partial(jax.jit, static_argnames=("width", "parameterization"))
@@ -165,13 +191,14 @@ def _init_padded(key, width, inv_sqrt_w, *, pad_width, parameterization):
     return {"W1": w1, "b1": b1, "W2": w2, "b2": b2}
 
 
-def _single_run(strength, lr, key, params0, x, y, xv, yv, pad, *, parameterization, reg,
-                optimizer, epochs, batch_size):
+def _single_run(strength, lr, key, params0, x, y, xv, yv, pad, wd=None, *, parameterization,
+                reg, optimizer, epochs, batch_size):
     """One run. ``pad`` holds optional per-run padding info: ``scales`` (4,) and
-    ``unit_mask`` (W,) for padded widths, ``sample_mask`` (N,) and ``n`` for padded data."""
+    ``unit_mask`` (W,) for padded widths, ``sample_mask`` (N,) and ``n`` for padded data.
+    ``wd``: this run's decoupled weight decay, or None (no decay in the program)."""
     n = x.shape[0]
     k_data = jax.random.split(key)[1]
-    opt = _make_optimizer(optimizer, lr)
+    opt = _make_optimizer(optimizer, lr, wd)
     full = batch_size == 0 or batch_size >= n
     bs = n if full else batch_size
     steps = n // bs
@@ -248,15 +275,19 @@ def _single_run(strength, lr, key, params0, x, y, xv, yv, pad, *, parameterizati
 
 @functools.partial(jax.jit, static_argnames=("parameterization", "reg", "optimizer", "epochs",
                                              "batch_size", "data_per_run"))
-def _train_grid(strengths, lrs, keys, params0, x, y, xv, yv, pad, *, parameterization, reg,
-                optimizer, epochs, batch_size, data_per_run=False):
+def _train_grid(strengths, lrs, keys, params0, x, y, xv, yv, pad, wds=None, *, parameterization,
+                reg, optimizer, epochs, batch_size, data_per_run=False):
     """G runs in one program. Array shapes (width, n) are part of the compiled program;
-    everything per-run (λ, lr, key, init, padding masks, scales, per-run data) is vmapped."""
+    everything per-run (λ, lr, wd, key, init, padding masks, scales, per-run data) is
+    vmapped. ``wds`` None (no run decays) leaves weight decay out of the program."""
     run = functools.partial(_single_run, parameterization=parameterization, reg=reg,
                             optimizer=optimizer, epochs=epochs, batch_size=batch_size)
     d = 0 if data_per_run else None
-    return jax.vmap(run, in_axes=(0, 0, 0, 0, d, d, d, d, 0))(
-        strengths, lrs, keys, params0, x, y, xv, yv, pad)
+    if wds is None:
+        return jax.vmap(run, in_axes=(0, 0, 0, 0, d, d, d, d, 0))(
+            strengths, lrs, keys, params0, x, y, xv, yv, pad)
+    return jax.vmap(run, in_axes=(0, 0, 0, 0, d, d, d, d, 0, 0))(
+        strengths, lrs, keys, params0, x, y, xv, yv, pad, wds)
 
 
 def _is_per_run(a) -> bool:
@@ -265,7 +296,8 @@ def _is_per_run(a) -> bool:
 
 def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, seeds,
                 parameterization: str = "standard", reg: str = "none", optimizer: str = "sgd",
-                epochs: int = 30, batch_size: int = 0, pad_width: int | None = None) -> TrainResult:
+                epochs: int = 30, batch_size: int = 0, pad_width: int | None = None,
+                weight_decay=0.0) -> TrainResult:
     """Trains G runs that may differ in width, data, λ, lr and seed in ONE compiled program.
 
     Widths: params are zero-padded to ``pad_width`` (default max(widths)); see the module
@@ -289,6 +321,10 @@ def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, s
       reg_strengths, lrs, seeds: sequences of length G.
       pad_width: compiled width (≥ every width); a fixed value keeps one compiled program
         across sweeps with different maxima.
+      weight_decay: decoupled weight decay wd ≥ 0 (one float for all runs or G values), on
+        W1 and W2, lr-coupled as ``optax.adamw``: each step also subtracts η·wd·θ (SGD + wd;
+        Adam becomes AdamW). For SGD, wd = 2λ equals ``reg="l2"`` with strength λ; for Adam
+        it does not (see the module docstring). All zero: the plain optimizer's program.
 
     Returns:
       :class:`TrainResult` of NumPy arrays with a leading grid axis G; params padded to the
@@ -306,6 +342,12 @@ def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, s
         raise ValueError(f"widths: expected one int or {g_runs} values, got {widths.shape[0]}")
     if np.any(widths < 1):
         raise ValueError(f"widths must be ≥ 1, got {widths.tolist()}")
+    wds = (np.full(g_runs, float(weight_decay), np.float32) if np.ndim(weight_decay) == 0
+           else np.asarray(weight_decay, dtype=np.float32))
+    if wds.shape != (g_runs,):
+        raise ValueError(f"weight_decay: expected one number or {g_runs} values, got {wds.shape[0]}")
+    if not np.all(np.isfinite(wds) & (wds >= 0)):
+        raise ValueError(f"weight_decay must be finite and ≥ 0, got {wds.tolist()}")
     big_w = int(widths.max()) if pad_width is None else int(pad_width)
     if big_w < widths.max():
         raise ValueError(f"pad_width={big_w} < largest width {int(widths.max())}")
@@ -365,7 +407,7 @@ def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, s
         pad["n"] = jnp.asarray(ns.astype(np.float32))
 
     out = _train_grid(strengths, lrs, keys, params0, x, y, xv, yv, pad,
-                      parameterization=parameterization, reg=reg, optimizer=optimizer,
+                      jnp.asarray(wds) if np.any(wds > 0) else None, parameterization=parameterization, reg=reg, optimizer=optimizer,
                       epochs=int(epochs), batch_size=int(batch_size), data_per_run=data_per_run)
     out = jax.device_get(out)
     params = {k: np.asarray(v) for k, v in out.pop("params").items()}
@@ -375,7 +417,7 @@ def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, s
 
 def train_grid(x_train, y_train, x_val, y_val, *, width: int, reg_strengths, lrs, seeds,
                parameterization: str = "standard", reg: str = "none", optimizer: str = "sgd",
-               epochs: int = 30, batch_size: int = 0) -> TrainResult:
+               epochs: int = 30, batch_size: int = 0, weight_decay=0.0) -> TrainResult:
     """Trains G runs that differ only in (λ, lr, seed) in ONE compiled, vmapped program.
 
     Data are passed as arguments (never closed over, so XLA does not constant-fold them).
@@ -384,6 +426,7 @@ def train_grid(x_train, y_train, x_val, y_val, *, width: int, reg_strengths, lrs
 
     Args:
       reg_strengths, lrs, seeds: sequences of equal length G.
+      weight_decay: decoupled weight decay, one float or G values (see :func:`train_sweep`).
 
     Returns:
       :class:`TrainResult` of NumPy arrays with a leading grid axis G.
@@ -395,7 +438,7 @@ def train_grid(x_train, y_train, x_val, y_val, *, width: int, reg_strengths, lrs
     return train_sweep(x_train, y_train, x_val, y_val, widths=int(width),
                        reg_strengths=reg_strengths, lrs=lrs, seeds=seeds,
                        parameterization=parameterization, reg=reg, optimizer=optimizer,
-                       epochs=epochs, batch_size=batch_size)
+                       epochs=epochs, batch_size=batch_size, weight_decay=weight_decay)
 
 
 class EarlyStop(NamedTuple):
