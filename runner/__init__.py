@@ -34,6 +34,14 @@ from runner._run import run_configs
 from runner._run import run_sweep
 from runner._run import spectrum_at
 from runner._run import sweep_configs
+from runner._theory_motion import THEORY_CLAIMS
+from runner._theory_motion import TheoryProtocol
+from runner._theory_motion import TheoryResult
+from runner._theory_motion import cached_theory
+from runner._theory_motion import infinite_protocol
+from runner._theory_motion import infinite_width
+from runner._theory_motion import kernel_motion
+from runner._theory_motion import motion_protocol
 from runner._types import Progress
 from runner._types import ProgressFn
 from runner._types import ReferenceResult
@@ -44,6 +52,14 @@ from runner._verdicts import RULES
 from runner._verdicts import Verdict
 
 __all__ = (
+    "THEORY_CLAIMS",
+    "TheoryProtocol",
+    "TheoryResult",
+    "cached_theory",
+    "infinite_protocol",
+    "infinite_width",
+    "kernel_motion",
+    "motion_protocol",
     "Bounds",
     "CLAIMS",
     "COUNTERS",
