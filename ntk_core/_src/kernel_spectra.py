@@ -2,7 +2,10 @@
 
 Chooses dense vs matrix-free by size: the n×n kernel is formed only when n ≤ dense_max
 (memory n², shared Gram XXᵀ computed once per run); above that every product is
-matrix-free (memory O(n·(784 + width))).
+matrix-free (memory O(n·(784 + width))). With more than one device (or an explicit
+``mesh=``/``devices=``) the matrix-free path runs sharded over the samples
+(:mod:`ntk_core._src.sharded`): each device holds n/P rows, top-k by block Lanczos on
+the devices, trace from the sharded diagonal.
 
 Precision. The JAX kernels are float32 (jax_enable_x64 is off): their eigenvalues are
 resolved only down to the round-off floor ≈ ε₃₂·tr(Θ) (see
@@ -25,6 +28,7 @@ import scipy.sparse.linalg as spla
 
 from ntk_core._src import model as _model
 from ntk_core._src import ntk as _ntk
+from ntk_core._src import sharded as _sharded
 from ntk_core._src import spectra as _spectra
 
 
@@ -70,7 +74,8 @@ def _take(params_stack: dict, i: int) -> dict:
 def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: int,
                        dense_max: int = 4000, valid: np.ndarray | None = None,
                        progress: Callable[[int, int], None] | None = None,
-                       maxiter: int | None = None, scales=None) -> CheckpointSpectra:
+                       maxiter: int | None = None, scales=None, mesh=None,
+                       devices=None) -> CheckpointSpectra:
     """Top-k eigenvalues and exact trace of Θ for every checkpoint of a run.
 
     Consecutive checkpoints have similar kernels, so each Lanczos run starts from the
@@ -84,6 +89,12 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
       maxiter: ARPACK restart cap (default :data:`ntk_core._src.spectra.DEFAULT_MAXITER`).
       scales: optional explicit (a1, c1, a2, c2) passed to the kernel functions (for params
         zero-padded from a smaller true width); None uses those of the params' shape.
+      mesh / devices: sample-sharded matrix-free path (a 1-D ``jax.sharding.Mesh``, or the
+        devices to build one from). Default: all local devices when there are more than
+        one, else the single-device path (see :func:`ntk_core._src.sharded.spectrum_mesh`).
+        Used only when n > dense_max; the inputs are placed on the mesh once per run, the
+        top-k come from :func:`ntk_core._src.sharded.operator_top_k` (float32, residual
+        ≤ 1e-5·θ₁; ``maxiter`` then caps its block products) warm-started like ARPACK.
 
     Returns:
       :class:`CheckpointSpectra` (raw traced Θ, not divided by n), with per-checkpoint
@@ -101,6 +112,11 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
     notes = [""] * count
     dense = n <= dense_max
     kw = _scales_kw(scales)
+    mesh = None if dense else _sharded.spectrum_mesh(mesh, devices)
+    if mesh is not None:
+        return _checkpoint_spectra_sharded(x, params_stack, mesh, parameterization=parameterization,
+                                           k=k, valid=valid, progress=progress, maxiter=maxiter,
+                                           scales=scales)
     g = _ntk.gram(x, parameterization=parameterization) if dense else None
     todo = [i for i in range(count) if valid[i]]
 
@@ -138,6 +154,42 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
             progress(i + 1, count)
     return CheckpointSpectra(topk=topk, trace=trace, method="dense" if dense else "matrix_free",
                              residual=residual, converged=converged, notes=tuple(notes))
+
+
+# Residual target of the sharded top-k: ‖Θv − θv‖ ≤ tol·θ₁ (float32 products). The ARPACK
+# path's 1e-6 is per eigenvalue; at this tolerance the sharded top-10 agree with a float64
+# dense solve to ~1e-7 relative (n = 3000, bench/_sharded.py reports it at n = 10 000).
+SHARDED_TOL = _sharded.DEFAULT_TOL
+
+
+def _checkpoint_spectra_sharded(x, params_stack, mesh, *, parameterization, k, valid, progress,
+                                maxiter, scales) -> CheckpointSpectra:
+    """checkpoint_spectra's matrix-free path with the samples sharded over ``mesh``."""
+    count = next(iter(params_stack.values())).shape[0]
+    topk = np.full((count, k), np.nan)
+    trace = np.full(count, np.nan)
+    residual = np.full(count, np.nan)
+    converged = np.zeros(count, bool)
+    notes = [""] * count
+    xs, mask, n = _sharded._place_samples(x, mesh)
+    solver = {} if maxiter is None else {"max_steps": int(maxiter)}
+    v0 = None
+    for i in range(count):
+        if valid[i]:
+            op = _sharded._closed_form_on(_take(params_stack, i), xs, mask, n, mesh,
+                                          parameterization=parameterization, scales=scales)
+            trace[i] = _sharded.operator_trace(op)
+            res = _sharded.operator_top_k(op, k, tol=SHARDED_TOL, v0=v0, return_vectors=True,
+                                          **solver)
+            topk[i] = res.values
+            residual[i] = res.max_residual
+            converged[i] = res.converged
+            notes[i] = res.note
+            v0 = res.vectors[:, 0] if np.all(np.isfinite(res.vectors[:, 0])) else None
+        if progress is not None:
+            progress(i + 1, count)
+    return CheckpointSpectra(topk=topk, trace=trace, method="matrix_free", residual=residual,
+                             converged=converged, notes=tuple(notes))
 
 
 # ----------------------------------------------------------------------------------------
@@ -243,7 +295,7 @@ class FullSpectrum:
 def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, top_k: int = 10,
                   slq_probes: int = 8, slq_steps: int = 60, seed: int = 0,
                   dense_dtype: str = "float64", maxiter: int | None = None,
-                  scales=None) -> FullSpectrum:
+                  scales=None, mesh=None, devices=None) -> FullSpectrum:
     """All eigenvalues (dense, n ≤ dense_max) or an SLQ spectral measure (matrix-free).
 
     Args:
@@ -252,6 +304,9 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
         floor ≈ ε₃₂·tr Θ). The eigenvalues themselves are always computed in float64.
       maxiter: ARPACK restart cap for the slq path's top-k.
       scales: optional explicit (a1, c1, a2, c2) (params zero-padded from a smaller width).
+      mesh / devices: as in :func:`checkpoint_spectra` (slq path only): trace and top-k on
+        the sample-sharded operator; the SLQ probes' Lanczos vectors (``slq_steps`` of them)
+        stay on the host, each product sharded over the mesh.
 
     Returns:
       :class:`FullSpectrum`; eigenvalues of raw traced Θ (mean over logits, not /n), with
@@ -278,13 +333,22 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
         return FullSpectrum("dense", eig, empty, empty, trace, eig[: min(top_k, n)].copy(),
                             floor=ds.floor, below_floor=ds.below_floor, kernel_dtype=ds.formed_dtype,
                             residual=float("nan"), converged=True, note="")
-    xj = jnp.asarray(x)
-    p = {k: jnp.asarray(v) for k, v in params.items()}
-    trace = float(jnp.sum(_ntk.ntk_diagonal(p, xj, parameterization=parameterization, **kw)))
-    state = _ntk.matfree_state(p, xj, parameterization=parameterization, **kw)
-    mv = lambda v: np.asarray(_ntk.matfree_matvec(state, jnp.asarray(v, jnp.float32)), np.float64)
-    res = _spectra.top_k_eigs(_spectra.as_operator(mv, n), min(top_k, n), return_vectors=True,
-                              return_result=True, tol=1e-6, maxiter=maxiter)
+    mesh = _sharded.spectrum_mesh(mesh, devices)
+    if mesh is not None:
+        op = _sharded.sharded_closed_form(params, x, parameterization=parameterization, mesh=mesh,
+                                          scales=scales)
+        trace = _sharded.operator_trace(op)
+        mv = op.host_matvec()
+        res = _sharded.operator_top_k(op, min(top_k, n), tol=SHARDED_TOL, return_vectors=True,
+                                      **({} if maxiter is None else {"max_steps": int(maxiter)}))
+    else:
+        xj = jnp.asarray(x)
+        p = {k: jnp.asarray(v) for k, v in params.items()}
+        trace = float(jnp.sum(_ntk.ntk_diagonal(p, xj, parameterization=parameterization, **kw)))
+        state = _ntk.matfree_state(p, xj, parameterization=parameterization, **kw)
+        mv = lambda v: np.asarray(_ntk.matfree_matvec(state, jnp.asarray(v, jnp.float32)), np.float64)
+        res = _spectra.top_k_eigs(_spectra.as_operator(mv, n), min(top_k, n), return_vectors=True,
+                                  return_result=True, tol=1e-6, maxiter=maxiter)
     topk, vecs = res.values, res.vectors
     d = max(min(topk.size, n - 2), 0)  # leave a complement for the probes
     ok = np.isfinite(topk[:d]) & np.all(np.isfinite(vecs[:, :d]), axis=0)
