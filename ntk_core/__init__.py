@@ -41,6 +41,13 @@ from ntk_core._src.ntk import matfree_matvec
 from ntk_core._src.ntk import matfree_state
 from ntk_core._src.ntk import ntk_diagonal
 from ntk_core._src.ntk import traced_ntk_from_gram
+from ntk_core._src.sharded import ShardedOperator
+from ntk_core._src.sharded import operator_top_k
+from ntk_core._src.sharded import operator_trace
+from ntk_core._src.sharded import sample_mesh
+from ntk_core._src.sharded import shard_rows
+from ntk_core._src.sharded import sharded_closed_form
+from ntk_core._src.sharded import sharded_jacobian
 from ntk_core._src.spectra import condition_number
 from ntk_core._src.spectra import cumulative_share
 from ntk_core._src.spectra import density_on_grid
@@ -116,4 +123,11 @@ __all__ = (
     "train_grid",
     "train_sweep",
     "unpad",
+    "ShardedOperator",
+    "operator_top_k",
+    "operator_trace",
+    "sample_mesh",
+    "shard_rows",
+    "sharded_closed_form",
+    "sharded_jacobian",
 )
