@@ -35,7 +35,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -901,24 +901,27 @@ def _call_groups(configs: Sequence[ExperimentConfig], limits: Limits) -> list[li
     return calls
 
 
-def _train(p: TheoryProtocol, limits: Limits, store: ResultStore | None, progress: ProgressFn | None
-           ) -> dict[str, dict[tuple[int, int], _run.RunResult]]:
-    """Every run of the protocol through the shared runner and cache: parameterization →
-    {(seed, width): RunResult}."""
+def _runs(p: TheoryProtocol, limits: Limits, store: ResultStore | None, progress: ProgressFn | None
+          ) -> Iterator[tuple[str, _run.RunResult]]:
+    """Every run of the protocol through the shared runner and cache, one call group at a
+    time: yields (parameterization, RunResult). The caller measures each run and drops it,
+    so at most one group's checkpoints are in memory (not the whole protocol's)."""
     plan = [(par, p.configs(par, limits)) for par in p.parameterizations]
     total, done = sum(len(c) for _, c in plan), 0
-    out: dict[str, dict[tuple[int, int], _run.RunResult]] = {}
     for par, cfgs in plan:
-        out[par] = {}
         for call in _call_groups(cfgs, limits):
             if progress:
                 progress(Progress(Stage.TRAINING, done, total))
-            for r in _run.run_configs(call, limits, store=store):
-                out[par][(r.config.seed, r.config.width)] = r
+            results = _run.run_configs(call, limits, store=store)
             done += len(call)
+            if progress:
+                progress(Progress(Stage.REFERENCE, done - len(call), total))
+            with _run._admitted([call[-1]], limits, None):
+                for r in results:
+                    yield par, r
+            del results
     if progress:
-        progress(Progress(Stage.TRAINING, total, total))
-    return out
+        progress(Progress(Stage.DONE, total, total))
 
 
 def _one_blas_thread():
@@ -1003,33 +1006,31 @@ def kernel_motion(p: TheoryProtocol, limits: Limits, *, store: ResultStore | Non
         raise ValueError(f"a {p.command!r} protocol was passed to kernel_motion")
 
     def compute() -> tuple[dict, list[TheoryVerdict]]:
-        runs = _train(p, limits, store, progress)
         widths, seeds = list(p.widths), list(p.seeds)
         s_n, w_n = len(seeds), len(widths)
         data: dict[str, Any] = {"command": "kernel-motion", "parameterization": "ntk",
                                 "widths": widths, "seeds": seeds, "conventions": CONVENTIONS}
         verdicts: list[TheoryVerdict] = []
-        total = sum(len(v) for v in runs.values())
-        done = 0
-        with _run._admitted([p.base("ntk")], limits, progress), _one_blas_thread():
+        m: dict[str, dict[str, np.ndarray]] = {}
+        for par in p.parameterizations:
+            e = p.base(par).epochs
+            m[par] = {"rel": _nan((s_n, w_n, e + 1)), "align": _nan((s_n, w_n, e + 1)),
+                      "vel": _nan((s_n, w_n, e)), "acc": _nan((s_n, w_n)), "lam": _nan((s_n, w_n)),
+                      "div": np.zeros((s_n, w_n), bool)}
+        with _one_blas_thread():
+            for par, r in _runs(p, limits, store, progress):
+                base, a = p.base(par), m[par]
+                i, j = seeds.index(r.config.seed), widths.index(r.config.width)
+                st = _motion_run(r)
+                a["rel"][i, j], a["align"][i, j], a["vel"][i, j] = st["rel"], st["align"], st["vel"]
+                a["acc"][i, j] = r.metrics["val_acc"][base.epochs]
+                a["lam"][i, j] = base.lr * r.topk[0, 0] / base.n_train
+                a["div"][i, j] = r.diverged_at is not None
             for par in p.parameterizations:
                 base = p.base(par)
                 e = base.epochs
-                rel = _nan((s_n, w_n, e + 1))
-                align = _nan((s_n, w_n, e + 1))
-                vel = _nan((s_n, w_n, e))
-                acc, lam, div = _nan((s_n, w_n)), _nan((s_n, w_n)), np.zeros((s_n, w_n), bool)
-                for i, s in enumerate(seeds):
-                    for j, w in enumerate(widths):
-                        if progress:
-                            progress(Progress(Stage.REFERENCE, done, total))
-                        r = runs[par][(s, w)]
-                        st = _motion_run(r)
-                        rel[i, j], align[i, j], vel[i, j] = st["rel"], st["align"], st["vel"]
-                        acc[i, j] = r.metrics["val_acc"][e]
-                        lam[i, j] = base.lr * r.topk[0, 0] / base.n_train
-                        div[i, j] = r.diverged_at is not None
-                        done += 1
+                rel, align, vel = m[par]["rel"], m[par]["align"], m[par]["vel"]
+                acc, lam, div = m[par]["acc"], m[par]["lam"], m[par]["div"]
                 final = rel[:, :, -1]
                 fit = _fit_json(widths, final)
                 part = {
@@ -1053,8 +1054,6 @@ def kernel_motion(p: TheoryProtocol, limits: Limits, *, store: ResultStore | Non
                     TheoryVerdict(judge_alignment_rises(alignment=align, **kw), par),
                     TheoryVerdict(judge_alignment_less_for_wider(alignment=align, **kw), par),
                 ]
-        if progress:
-            progress(Progress(Stage.DONE, total, total))
         return _jsonable(data), verdicts
 
     return _cached_or_compute(p, limits, store, compute)
@@ -1092,7 +1091,6 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
         raise ValueError(f"a {p.command!r} protocol was passed to infinite_width")
 
     def compute() -> tuple[dict, list[TheoryVerdict]]:
-        runs = _train(p, limits, store, progress)["ntk"]
         base = p.base("ntk")
         if base.batch_size != 0:
             raise ValueError("the infinite-width comparison needs full-batch gradient descent")
@@ -1104,10 +1102,11 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
         acc_lin_limit = _nan((s_n, w_n))
         acc_ntk, acc_nngp, acc_steps = _nan(s_n), _nan(s_n), _nan(s_n)
         ridge_ntk, ridge_nngp = np.zeros(s_n), np.zeros(s_n)
-        total, done = s_n * w_n, 0
-        with _run._admitted([base], limits, progress), _one_blas_thread():
-            for i, s in enumerate(seeds):
-                split = _run._split_for(runs[(s, widths[0])].config)
+        per_seed: dict[int, tuple] = {}   # seed → split and infinite-width kernels on it
+
+        def seed_kernels(i: int, config: ExperimentConfig) -> tuple:
+            if i not in per_seed:
+                split = _run._split_for(config)
                 xt, xv, yt, lv = split.x_train, split.x_val, split.y_train, split.labels_val
                 k_inf, n_inf = nc.analytic_kernels(xt, parameterization="ntk")
                 kx_inf, nx_inf = nc.analytic_kernels(xv, xt, parameterization="ntk")
@@ -1117,36 +1116,39 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
                 acc_nngp[i], ridge_nngp[i] = km.accuracy(reg.predictions, lv), reg.ridge
                 acc_steps[i] = km.accuracy(km.kernel_regression(k_inf, kx_inf, yt, steps=e, lr=lr)
                                            .predictions, lv)
-                for j, w in enumerate(widths):
-                    if progress:
-                        progress(Progress(Stage.REFERENCE, done, total))
-                    r = runs[(s, w)]
-                    p0 = r.checkpoint(0)
-                    f = km.kernel_factors(p0, xt, parameterization="ntk")
-                    err["ntk"][i, j] = km.relative_frobenius(km.traced_kernel(f, xt), k_inf)
-                    err["nngp"][i, j] = km.relative_frobenius(
-                        km.empirical_nngp(p0, xt, parameterization="ntk"), n_inf)
-                    err["nngp_logits"][i, j] = km.relative_frobenius(
-                        km.empirical_nngp(p0, xt, parameterization="ntk", estimator="logits"), n_inf)
-                    if r.diverged_at is None:
-                        f0t = km.forward64(p0, xt, parameterization="ntk")
-                        f0v = km.forward64(p0, xv, parameterization="ntk")
-                        lin = km.kernel_regression(k_inf, kx_inf, yt, f0_train=f0t, f0_test=f0v,
-                                                   steps=e, lr=lr).predictions
-                        f_t = km.forward64(r.checkpoint(e), xv, parameterization="ntk")
-                        acc_lin[i, j] = km.accuracy(lin, lv)
-                        acc_lin_limit[i, j] = km.accuracy(km.kernel_regression(
-                            k_inf, kx_inf, yt, f0_train=f0t, f0_test=f0v).predictions, lv)
-                        acc_fin[i, j] = r.metrics["val_acc"][e]
-                        out_err[i, j] = float(np.linalg.norm(f_t - lin) / np.linalg.norm(lin))
-                    # Standard parameterization: its width-w expectation, independent draws.
-                    sp = km.sample_init(s, w, "standard")
-                    k_sp, n_sp = nc.analytic_kernels(xt, parameterization="standard", width=w)
-                    fs = km.kernel_factors(sp, xt, parameterization="standard")
-                    err["sp_ntk"][i, j] = km.relative_frobenius(km.traced_kernel(fs, xt), k_sp)
-                    err["sp_nngp"][i, j] = km.relative_frobenius(
-                        km.empirical_nngp(sp, xt, parameterization="standard"), n_sp)
-                    done += 1
+                per_seed[i] = (xt, xv, yt, lv, k_inf, n_inf, kx_inf)
+            return per_seed[i]
+
+        with _one_blas_thread():
+            for _, r in _runs(p, limits, store, progress):
+                s, w = r.config.seed, r.config.width
+                i, j = seeds.index(s), widths.index(w)
+                xt, xv, yt, lv, k_inf, n_inf, kx_inf = seed_kernels(i, r.config)
+                p0 = r.checkpoint(0)
+                f = km.kernel_factors(p0, xt, parameterization="ntk")
+                err["ntk"][i, j] = km.relative_frobenius(km.traced_kernel(f, xt), k_inf)
+                err["nngp"][i, j] = km.relative_frobenius(
+                    km.empirical_nngp(p0, xt, parameterization="ntk"), n_inf)
+                err["nngp_logits"][i, j] = km.relative_frobenius(
+                    km.empirical_nngp(p0, xt, parameterization="ntk", estimator="logits"), n_inf)
+                if r.diverged_at is None:
+                    f0t = km.forward64(p0, xt, parameterization="ntk")
+                    f0v = km.forward64(p0, xv, parameterization="ntk")
+                    lin = km.kernel_regression(k_inf, kx_inf, yt, f0_train=f0t, f0_test=f0v,
+                                               steps=e, lr=lr).predictions
+                    f_t = km.forward64(r.checkpoint(e), xv, parameterization="ntk")
+                    acc_lin[i, j] = km.accuracy(lin, lv)
+                    acc_lin_limit[i, j] = km.accuracy(km.kernel_regression(
+                        k_inf, kx_inf, yt, f0_train=f0t, f0_test=f0v).predictions, lv)
+                    acc_fin[i, j] = r.metrics["val_acc"][e]
+                    out_err[i, j] = float(np.linalg.norm(f_t - lin) / np.linalg.norm(lin))
+                # Standard parameterization: its width-w expectation, independent draws.
+                sp = km.sample_init(s, w, "standard")
+                k_sp, n_sp = nc.analytic_kernels(xt, parameterization="standard", width=w)
+                fs = km.kernel_factors(sp, xt, parameterization="standard")
+                err["sp_ntk"][i, j] = km.relative_frobenius(km.traced_kernel(fs, xt), k_sp)
+                err["sp_nngp"][i, j] = km.relative_frobenius(
+                    km.empirical_nngp(sp, xt, parameterization="standard"), n_sp)
 
         def block(prefix: str, values: np.ndarray) -> dict[str, Any]:
             mean, sd = _seed_stats(values)
@@ -1193,8 +1195,6 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
             TheoryVerdict(judge_rate(claim_id="inf_nngp_rate", widths=widths, rel_err=err["sp_nngp"],
                                      parameterization="standard"), "standard"),
         ]
-        if progress:
-            progress(Progress(Stage.DONE, total, total))
         return _jsonable(data), verdicts
 
     return _cached_or_compute(p, limits, store, compute)

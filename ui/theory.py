@@ -49,13 +49,15 @@ class _TheoryReporter(Reporter):
     shared runner) and the measurements on the stored checkpoints."""
 
     def callback(self, p: runner.Progress) -> None:
+        # The runner trains one group of runs, measures them, then the next group: the
+        # bar is the share of runs done in both stages, so it only moves forward.
+        f = p.done / max(p.total, 1)
         if p.stage is runner.Stage.REFERENCE:
-            f = 0.75 + 0.25 * p.fraction * 2  # Progress.fraction is 0.5·done/total here
-            text = f"measuring kernels of run {p.done + 1}/{p.total} (float64, exact)"
+            text = (f"measuring the kernels of the runs just trained (float64, exact); "
+                    f"{p.done}/{p.total} runs finished before them")
         elif p.stage is runner.Stage.TRAINING:
-            f = 0.75 * p.done / max(p.total, 1)
-            text = (f"training {p.done}/{p.total} runs through the shared cache (one compiled "
-                    "program per group of widths; the first time takes a few seconds each)")
+            text = (f"training: {p.done}/{p.total} runs done (through the shared cache; one "
+                    "compiled program per group of widths, the first time takes a few seconds)")
         elif p.stage is runner.Stage.QUEUED:
             f, text = 0.0, p.describe()
         else:
