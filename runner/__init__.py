@@ -34,6 +34,14 @@ from runner._run import run_configs
 from runner._run import run_sweep
 from runner._run import spectrum_at
 from runner._run import sweep_configs
+from runner._theory_dynamics import DYNAMICS_CLAIMS
+from runner._theory_dynamics import DynamicsProtocol
+from runner._theory_dynamics import DynamicsResult
+from runner._theory_dynamics import cached_dynamics
+from runner._theory_dynamics import linearized
+from runner._theory_dynamics import linearized_protocol
+from runner._theory_dynamics import stability
+from runner._theory_dynamics import stability_protocol
 from runner._theory_motion import THEORY_CLAIMS
 from runner._theory_motion import TheoryProtocol
 from runner._theory_motion import TheoryResult
@@ -52,6 +60,14 @@ from runner._verdicts import RULES
 from runner._verdicts import Verdict
 
 __all__ = (
+    "DYNAMICS_CLAIMS",
+    "DynamicsProtocol",
+    "DynamicsResult",
+    "cached_dynamics",
+    "linearized",
+    "linearized_protocol",
+    "stability",
+    "stability_protocol",
     "THEORY_CLAIMS",
     "TheoryProtocol",
     "TheoryResult",

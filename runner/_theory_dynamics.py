@@ -898,3 +898,97 @@ def stability(p: DynamicsProtocol, limits: Limits, *, store: ResultStore | None 
 
     return _cached_or_compute(p, limits, store, progress, compute)
 
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def _protocol_for(args: Any, limits: Limits) -> DynamicsProtocol:
+    name = "quick" if getattr(args, "quick", False) else "full"
+    factory = linearized_protocol if args.command == "linearized" else stability_protocol
+    return factory(name, limits)
+
+
+def plan_configs(args: Any, limits: Limits) -> list[ExperimentConfig]:
+    """The CLI plan's configs: validates the protocol against the limits before any work
+    (a cap too small exits 2 with the parameter named)."""
+    return [_protocol_for(args, limits).base]
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def dynamics_table(res: DynamicsResult) -> str:
+    """A short human summary: the headline numbers and one line per verdict."""
+    d = res.data
+    lines = [f"NTK Explorer {d['command']} — {res.protocol.name} protocol ({res.status}, {res.seconds:.1f} s), "
+             f"config hash {res.protocol.key}"]
+    if d["command"] == "linearized":
+        lines.append(f"widths {d['widths']}, seeds {d['seeds']}, η {d['lrs']}, {d['epochs']} epochs")
+        for b in d["by_lr"]:
+            lines.append(f"η={b['lr']:g}: max_t |L − L_lin| (mean over seeds) "
+                         + " ".join(_fmt(x) for x in b["gap_mean"])
+                         + f"; slope {_fmt(b['slope'])}; output-gap slope {_fmt(b['output_fit']['slope'])}")
+    else:
+        lines.append(f"width {d['width']}, {d['steps']} steps, seeds {d['seeds']}, λ0 = "
+                     + ", ".join(_fmt(x) for x in d["lambda0"]))
+        for c, o, row in zip(d["eta_lambda0"], d["outcome"], zip(*d["outcome_per_seed"])):
+            lines.append(f"η·λ0 = {c:<5g} {o:10s} (per seed: {', '.join(row)})")
+    lines.append("")
+    for v in res.verdicts:
+        lines.append(f"{v.claim_id:20s} {v.verdict}" + (f" — {v.condition}" if v.condition else ""))
+    lines.append("")
+    lines.append(d["conventions"])
+    return "\n".join(lines) + "\n"
+
+
+def _cmd(fn: Callable[..., DynamicsResult]) -> Callable[[Any], int]:
+    def handler(plan: Any) -> int:
+        from runner import cli  # the CLI's session: store, progress bar, cache notices
+
+        args = plan.args
+        proto = _protocol_for(args, plan.limits)
+        with cli._Session(args) as s:
+            store = s.open_store()
+            res = fn(proto, plan.limits, store=store, progress=s.bar)
+            s.bar.clear()
+            if args.json:
+                cli._write_stdout(cli._dumps(res.to_json()) + "\n")
+            else:
+                cli._write_stdout(dynamics_table(res))
+        return 0
+
+    return handler
+
+
+COMMANDS = ("linearized", "stability")
+
+
+def add_commands(subparsers: Any, common: Callable[..., None]) -> None:
+    """Registers ``linearized`` and ``stability`` on the CLI's subparsers (like
+    :func:`runner._theory_motion.add_commands`): each sets ``handler`` and ``plan_configs``."""
+    specs = (
+        ("linearized", _cmd(linearized),
+         "does the network train like its linearization? gap vs width (Lee et al. 2019)",
+         "Full-batch gradient descent of the network beside its linear model around θ_0 (exact, "
+         "from the full kernel) for several widths and two learning rates; the largest gap over "
+         "training against width with a fitted log–log slope, and live verdicts."),
+        ("stability", _cmd(stability),
+         "catapult and edge of stability: η·λ_0 grid, loss and λ_max per step, outcomes",
+         "Full-batch gradient descent at η·λ_0 ∈ {0.5, 1.5, 2.5, 3.5, 5, 8, 16} (λ_0 = λ_max(Θ_full)/n "
+         "at init, per seed) with loss and sharpness every step, each run classified as lazy / "
+         "catapult / collapse / eos / diverged (or unresolved), the linear model of the same kernel, "
+         "and live verdicts."),
+    )
+    for name, handler, help_, desc in specs:
+        sp = subparsers.add_parser(name, allow_abbrev=False, help=help_, description=desc,
+                                   epilog="Kernels are the FULL (n·10)×(n·10) NTK (raw); λ is its "
+                                          "λ_max divided by n (the ½-mean loss's normalization).")
+        g = sp.add_mutually_exclusive_group()
+        g.add_argument("--quick", action="store_true",
+                       help="the page's default protocol (seconds to a minute on 2 cores); the JSON says so")
+        g.add_argument("--full", action="store_true", help="the larger protocol [default]")
+        sp.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+        common(sp, top=False)
+        sp.set_defaults(handler=handler, plan_configs=plan_configs)
