@@ -128,15 +128,24 @@ def protocol_caption(res: Any) -> None:
 # ------------------------------------------------------------------------------ verdicts
 
 
+def param_label(v: Any) -> str:
+    """The parameterization a verdict is about; in standard parameterization the
+    infinite-width claims are measured against the width-w expectation (there is no limit)."""
+    name = PARAM_NAME.get(v.parameterization, v.parameterization)
+    if v.parameterization == "standard" and v.claim_id.startswith("inf_"):
+        return name + ", against its width-w expectation E_w (no infinite-width limit)"
+    return name
+
+
 def verdict_line(v: Any) -> str:
     icon, text = BADGE[v.verdict.verdict]
     cond = f" — {v.verdict.condition}" if v.verdict.condition else ""
-    return f"{icon} **{text}** ({PARAM_NAME.get(v.parameterization, v.parameterization)}){cond}"
+    return f"{icon} **{text}** ({param_label(v)}){cond}"
 
 
 def verdict_summary(verdicts: Sequence[Any]) -> pd.DataFrame:
     return pd.DataFrame([{"claim": runner.THEORY_CLAIMS[v.claim_id].title,
-                          "parameterization": PARAM_NAME.get(v.parameterization, v.parameterization),
+                          "parameterization": param_label(v),
                           "verdict": v.verdict.verdict.replace("_", " "),
                           "condition": v.verdict.condition} for v in verdicts])
 
@@ -146,10 +155,14 @@ def verdict_card(v: Any, key: str) -> None:
     claim = runner.THEORY_CLAIMS[v.claim_id]
     j = v.verdict.to_json()
     with st.container(border=True):
-        st.markdown(f"**{claim.title}** · {PARAM_NAME.get(v.parameterization, v.parameterization)}")
+        st.markdown(f"**{claim.title}** · {param_label(v)}")
         st.markdown(verdict_line(v))
         with st.expander("Statistic, criterion, per-seed numbers and theory"):
             st.markdown(f"**Statistic.** {claim.statistic_definition}")
+            if v.parameterization == "standard" and v.claim_id.startswith("inf_"):
+                st.markdown("Here in **standard parameterization**: the same distance to the kernel's "
+                            "expectation at the same width, E_w (ntk_core.analytic_kernels with "
+                            "width=w), from independent draws of the PyTorch init.")
             st.json(j["statistic"], expanded=False)
             st.markdown(f"**Criterion.** {j['criterion']}")
             if j["per_seed"]:
