@@ -576,6 +576,8 @@ def headline(res: dict) -> dict:
         h["train_grid_compile_s"] = g["vmapped"]["train_compile_s"]
         h["grid_spectra_s"] = g["vmapped"]["spectra_s"]
         h["grid_spectra_s_per_checkpoint_cold"] = g["vmapped"]["spectra_s_per_checkpoint"]
+    if "sharded" in s:  # bench/_sharded.py
+        h.update({k: v for k, v in s["sharded"].items() if k.startswith("sharded_") and not isinstance(v, (dict, list))})
     return h
 
 
@@ -871,7 +873,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print ONE JSON object on stdout")
     ap.add_argument("--quick", action="store_true", help="reduced sizes, < 2 min")
     ap.add_argument("--markdown", metavar="PATH", help="write the report (e.g. BENCHMARKS.md)")
-    ap.add_argument("--only", default="", help="comma-separated sections: grid,matfree,ntk,topk,checkpoint,blas")
+    ap.add_argument("--only", default="", help="comma-separated sections: grid,matfree,ntk,topk,checkpoint,blas,sharded")
     ap.add_argument("--whatif", action="store_true",
                     help="also run the what-if grid variants (measurements of alternatives, not the library)")
     ap.add_argument("--from-json", metavar="FILE", help="rewrite --markdown from a saved --json output, no run")
@@ -901,6 +903,7 @@ def main() -> None:
         "topk": lambda: section_topk(args.quick),
         "checkpoint": lambda: section_checkpoint(args.quick),
         "blas": lambda: section_blas(args.quick),
+        "sharded": lambda: __import__("_sharded").run({}),  # bench/_sharded.py: 4-device subprocess
     }
     for name in want:
         before = loadavg()
