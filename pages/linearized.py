@@ -85,13 +85,17 @@ if res is not None:
         series.append((f"output gap, η={bb['lr']:g}", theory.array(bb["output_gap"])))
         series.append((f"loss gap, η={bb['lr']:g}", theory.array(bb["gap"])))
     gdf = theory.power_frame(widths, series, guides=[(series[0][0], -0.5)])
-    cols = st.columns(len(by_lr) * 2)
-    for k, bb in enumerate(by_lr):
-        of = bb["output_fit"]
-        cols[2 * k].metric(f"output-gap slope, η={bb['lr']:g} [95 % CI]", theory.fmt_ci(of["slope"], of["slope_ci"]),
-                           help="Pooled least squares of ln(max_t ‖f_t − f^lin_t‖_F/√n) on ln(width) over every seed.")
-        cols[2 * k + 1].metric(f"loss-gap slope, η={bb['lr']:g} [95 % CI]", theory.fmt_ci(bb["slope"], bb["slope_ci"]),
-                               help="The same fit of max_t |L(f_t) − L(f^lin_t)| (training loss).")
+    fits = pd.DataFrame([{"η": bb["lr"],
+                          "η·λ₀ (seed means, per width)": ", ".join(
+                              f"{x:.2f}" for x in theory.array(bb["eta_lambda0"]).mean(0)),
+                          "output-gap slope [95 % CI]": theory.fmt_ci(bb["output_fit"]["slope"],
+                                                                      bb["output_fit"]["slope_ci"]),
+                          "loss-gap slope [95 % CI]": theory.fmt_ci(bb["slope"], bb["slope_ci"])}
+                         for bb in by_lr])
+    st.dataframe(fits, hide_index=True, key="lin_fits")
+    st.caption("Slopes: pooled least squares of ln(gap) on ln(width) over every seed and width; the "
+               "output gap is max_t ‖f_t − f^lin_t‖_F/√n, the loss gap max_t |L(f_t) − L(f^lin_t)| "
+               "(training set).")
     charts.show(theory.power_chart(gdf, y_title=["largest gap over epochs (training set)",
                                                  "output: ‖f − f^lin‖_F/√n; loss: |L − L^lin|"],
                                    title="Network minus linearization vs width"),

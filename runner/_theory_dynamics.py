@@ -606,12 +606,15 @@ class DynamicsResult:
     compute_seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        """ONE JSON object: the data's keys, plus verdicts, protocol, status and timings."""
+        """ONE JSON object: the data's keys, plus verdicts (each with its parameterization,
+        always "ntk" here, and its learning rate where it judges one η), protocol, status
+        and timings."""
         vs = []
         for v in self.verdicts:
             j = v.to_json()
             c = DYNAMICS_CLAIMS[j["claim_id"]]
             vs.append({"id": j["claim_id"], "title": c.title, "claim": c.quote, "reference": c.reference,
+                       "parameterization": "ntk", "lr": j["statistic"].get("lr"),
                        **{k: j[k] for k in ("verdict", "condition", "statistic", "criterion", "per_seed")}})
         return {**self.data, "verdicts": vs, "protocol": self.protocol.name,
                 "protocol_settings": self.protocol.to_json(), "config_hash": self.protocol.key,
