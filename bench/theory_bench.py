@@ -4,13 +4,14 @@
                                                       # bench/last_theory_bench.json
     python bench/theory_bench.py --only kernel-motion # a subset (comma-separated)
     python bench/theory_bench.py --no-page            # skip the Streamlit AppTest step
+    python bench/theory_bench.py --hosted --no-page --out bench/last_theory_bench_hosted.json
 
 Per page (entries of ``PAGES``; a page is a CLI command plus its Streamlit file):
 
 * ``uncached``: ``python -m ntk_core <command> --quick --json -q`` in a fresh subprocess with
   an empty cache dir — the page's default protocol computed from nothing (imports, XLA
   compilation, training through the shared runner, the measurements). Wall time, CPU time
-  (user + sys of the child) and the child's peak RSS; ``compute_seconds`` is the runner
+  (user + sys of the child) and the child's peak RSS (GNU time); ``compute_seconds`` is the runner
   call's own time from the JSON.
 * ``cached_cli``: the same command again (a cache hit): the process's wall time (mostly
   Python/JAX imports) and the runner call's own ``seconds`` from the JSON.
@@ -41,6 +42,8 @@ OUT = ROOT / "bench" / "last_theory_bench.json"
 PAGES = {
     "kernel-motion": "pages/kernel_motion.py",
     "infinite-width": "pages/infinite_width.py",
+    "linearized": "pages/linearized.py",
+    "stability": "pages/stability.py",
 }
 
 _CLEAN = ("NTK_HOSTED", "NTK_MAX_N", "NTK_MAX_WIDTH", "NTK_MAX_EPOCHS", "NTK_MAX_TOPK",
@@ -51,9 +54,11 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _env(cache_dir: Path) -> dict[str, str]:
+def _env(cache_dir: Path, hosted: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _CLEAN}
     env.update(NTK_CACHE_DIR=str(cache_dir), JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    if hosted:
+        env["NTK_HOSTED"] = "1"
     return env
 
 
@@ -61,8 +66,9 @@ def _cli(command: str, env: dict[str, str]) -> dict:
     """One CLI call in a fresh process: wall, CPU and peak RSS of that child, and its JSON."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "ntk_core", command, "--quick", "--json", "-q"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    cmd = [sys.executable, "-m", "ntk_core", command, "--quick", "--json", "-q"]
+    timer = ["/usr/bin/time", "-f", "MAXRSS_KB %M"] if Path("/usr/bin/time").exists() else []
+    p = subprocess.run(timer + cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
@@ -70,12 +76,15 @@ def _cli(command: str, env: dict[str, str]) -> dict:
     obj = json.loads(p.stdout)
     return {"wall_s": round(wall, 2),
             "cpu_s": round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 2),
-            # ru_maxrss of children is the largest child so far (KiB on Linux).
-            "max_child_rss_mb": round(after.ru_maxrss / 1024, 1),
+            # Peak RSS of this child (GNU time), or None without /usr/bin/time.
+            "peak_rss_mb": next((round(int(line.split()[1]) / 1024, 1) for line in p.stderr.splitlines()
+                                 if line.startswith("MAXRSS_KB ")), None),
             "status": obj["status"], "runner_seconds": obj["seconds"],
             "compute_seconds": obj["compute_seconds"], "config_hash": obj["config_hash"],
             "protocol": obj["protocol_settings"],
-            "verdicts": {f"{v['id']}/{v['parameterization']}": v["verdict"] for v in obj["verdicts"]}}
+            "verdicts": {f"{v['id']}/{v['parameterization']}"
+                         + (f"/lr={v['lr']:g}" if v.get("lr") is not None else ""): v["verdict"]
+                         for v in obj["verdicts"]}}
 
 
 def _page(page: str, cache_dir: Path) -> dict:
@@ -125,18 +134,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="comma-separated commands (default: all)")
     ap.add_argument("--no-page", action="store_true", help="skip the AppTest step")
+    ap.add_argument("--hosted", action="store_true", help="NTK_HOSTED=1 (hosted caps and memory "
+                    "budget; the AppTest step then runs with the default limits)")
     ap.add_argument("--out", default=str(OUT), help=f"JSON file to write (default {OUT})")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(PAGES)
     unknown = [n for n in names if n not in PAGES]
     if unknown:
         ap.error(f"--only: unknown {unknown}; allowed: {', '.join(PAGES)}")
-    result = {"machine": _machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    result = {"machine": _machine(), "hosted": bool(args.hosted), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "pages": {}}
     for name in names:
         with tempfile.TemporaryDirectory(prefix="theory-bench-") as tmp:
             cache = Path(tmp) / "cache"
-            env = _env(cache)
+            env = _env(cache, args.hosted)
             row: dict = {"load_before": os.getloadavg()}
             _say(f"{name}: uncached …")
             row["uncached"] = _cli(name, env)
