@@ -6,6 +6,12 @@ imports nothing of the runner, the cache or the UI, and takes plain, already-val
 values. Experiment configs, limits and input validation live in :mod:`runner`.
 """
 
+from ntk_core._src.archs import Architecture
+from ntk_core._src.archs import architecture_apply
+from ntk_core._src.archs import cnn_apply
+from ntk_core._src.archs import init_cnn
+from ntk_core._src.archs import init_mlp
+from ntk_core._src.archs import mlp_apply
 from ntk_core._src.data import DataUnavailable
 from ntk_core._src.data import Split
 from ntk_core._src.data import fetch_full
@@ -14,6 +20,10 @@ from ntk_core._src.data import load_bundled
 from ntk_core._src.data import load_pool
 from ntk_core._src.data import load_split
 from ntk_core._src.data import stratified_split
+from ntk_core._src.generic import NTKOperator
+from ntk_core._src.generic import ntk_vp
+from ntk_core._src.generic import ntk_vp_dense
+from ntk_core._src.generic import ntk_vp_diagonal
 from ntk_core._src.infinite import analytic_kernels
 from ntk_core._src.kernel_spectra import CheckpointSpectra
 from ntk_core._src.kernel_spectra import FullSpectrum
@@ -35,11 +45,13 @@ from ntk_core._src.model import unpad
 from ntk_core._src.ntk import MatFreeState
 from ntk_core._src.ntk import NTKMethod
 from ntk_core._src.ntk import empirical_ntk
+from ntk_core._src.ntk import empirical_ntk_fn
 from ntk_core._src.ntk import gram
 from ntk_core._src.ntk import matfree_matmat
 from ntk_core._src.ntk import matfree_matvec
 from ntk_core._src.ntk import matfree_state
 from ntk_core._src.ntk import ntk_diagonal
+from ntk_core._src.ntk import ntk_operator
 from ntk_core._src.ntk import traced_ntk_from_gram
 from ntk_core._src.sharded import ShardedOperator
 from ntk_core._src.sharded import operator_top_k
@@ -56,6 +68,8 @@ from ntk_core._src.spectra import eigvalsh_desc
 from ntk_core._src.spectra import empirical_cdf
 from ntk_core._src.spectra import slq
 from ntk_core._src.spectra import top_k_eigs
+from ntk_core._src.spectra import TraceEstimate
+from ntk_core._src.spectra import trace_estimate
 from ntk_core._src.spectra import DenseSpectrum
 from ntk_core._src.spectra import EigResult
 from ntk_core._src.spectra import EigshNotConverged
@@ -69,6 +83,20 @@ from ntk_core._src.train import train_grid
 from ntk_core._src.train import train_sweep
 
 __all__ = (
+    "Architecture",
+    "architecture_apply",
+    "cnn_apply",
+    "init_cnn",
+    "init_mlp",
+    "mlp_apply",
+    "NTKOperator",
+    "ntk_vp",
+    "ntk_vp_dense",
+    "ntk_vp_diagonal",
+    "empirical_ntk_fn",
+    "ntk_operator",
+    "TraceEstimate",
+    "trace_estimate",
     "CheckpointSpectra",
     "DataUnavailable",
     "EarlyStop",

@@ -21,7 +21,9 @@ CNN (the layout of the golden file ``neural_tangents_0.6.5_deep.npz``), c channe
   C2 (3, 3, c, c) + c2 (c,), stride 2, SAME, relu          → 14×14×c
   flatten (row-major over H, W, C) @ W (14·14·c, 10) + b (10,)
 
-Convolutions are ``jax.lax.conv_general_dilated`` (cross-correlation). Standard init
+The golden file defines the convolutions as ``jax.lax.conv_general_dilated``
+(cross-correlation); :func:`cnn_apply` computes the same function as im2col GEMMs
+(:func:`conv_patches`, tested equal to :func:`conv_lax`), which is far faster on CPU. Standard init
 U(±1/√fan_in) with fan_in 9, 9·c and 14·14·c; NTK parameterization multiplies each layer
 by σ_w/√fan_in and each bias by σ_b, raw parameters N(0, 1).
 """
@@ -128,9 +130,35 @@ def init_cnn(key: jax.Array, channels: int = 8, parameterization: str = "standar
             for k, (name, (shape, fan)) in zip(keys, spec.items())}
 
 
-def _conv(h, w, stride):
+def conv_lax(h, w, stride):
+    """3×3 SAME cross-correlation by ``jax.lax.conv_general_dilated`` (NHWC, HWIO): the
+    golden file's definition, kept as the reference for :func:`conv_patches`."""
     return jax.lax.conv_general_dilated(h, w, (stride, stride), "SAME",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HP)
+
+
+def conv_patches(h, w, stride):
+    """The same convolution as :func:`conv_lax`, as one GEMM on 3×3 patches (im2col).
+
+    SAME padding as XLA/TensorFlow define it: output size ⌈H/stride⌉, total padding
+    max((out − 1)·stride + 3 − H, 0), the smaller half before. Patches are ordered (i, j, c),
+    matching ``w.reshape(9·C, O)`` of an HWIO kernel. Why: XLA's CPU convolutions with few
+    channels, and their vmapped vjp/jvp, ran 5–20× slower than this GEMM form here
+    (measured 512 samples, 8 channels: forward 0.06 s, one vjp 0.23 s with lax.conv).
+    """
+    n, height, width, cin = h.shape
+    kh, kw, _, cout = w.shape
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    pad_h = max((out_h - 1) * stride + kh - height, 0)
+    pad_w = max((out_w - 1) * stride + kw - width, 0)
+    hp = jnp.pad(h, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    cols = [hp[:, i: i + stride * (out_h - 1) + 1: stride, j: j + stride * (out_w - 1) + 1: stride, :]
+            for i in range(kh) for j in range(kw)]
+    patches = jnp.concatenate(cols, axis=-1)                          # (n, out_h, out_w, 9·C)
+    return jnp.matmul(patches, w.reshape(kh * kw * cin, cout), precision=_HP)
+
+
+_conv = conv_patches
 
 
 def cnn_apply(params: dict, x: jax.Array, parameterization: str = "standard", *,

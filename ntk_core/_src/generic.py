@@ -30,7 +30,8 @@ reduce with the identity cotangent gives that block's Jacobians U = J_B (one vec
 (sample, logit)), and expand on x1 gives the block's columns Θ(x1, x_B).
 
 ``chunk`` (samples per pass) defaults to the largest size whose intermediates stay within
-``DEFAULT_BUDGET_FLOATS`` (counted from the jaxpr of one sample's forward pass).
+``DEFAULT_BUDGET_FLOATS`` (counted from the jaxpr of one sample's forward pass), at least
+``MIN_CHUNK``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ import scipy.sparse.linalg as spla
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
-# Intermediates of one chunk's vmapped vjp/jvp: 2²⁴ floats = 64 MB in float32.
+# Intermediates of one chunk's vmapped vjp/jvp: 2²⁴ floats = 64 MB in float32 (an upper
+# estimate from the jaxpr; XLA fuses much of it away).
 DEFAULT_BUDGET_FLOATS = 1 << 24
+# Fewer samples per pass leave the GEMMs too thin (the CNN's budget alone would give 7).
+MIN_CHUNK = 32
 
 
 # ------------------------------------------------------------------------------------------
@@ -95,7 +99,7 @@ def auto_chunk(apply_fn: ApplyFn, params, x, *, columns: int, out_dim: int,
     """
     per = 2 * per_sample_floats(apply_fn, params, x) * max(1, columns) + columns * out_dim * out_dim
     n = int(x.shape[0])
-    return int(max(1, min(n, budget_floats // max(1, per))))
+    return int(max(1, min(n, max(MIN_CHUNK, budget_floats // max(1, per)))))
 
 
 def _out_dim(apply_fn: ApplyFn, params, x) -> int:
@@ -453,19 +457,21 @@ class NTKOperator(spla.LinearOperator):
         return d.transpose(0, 2, 1, 3).reshape(n * k, n * k)
 
 
-def matvec_flops(apply_fn: ApplyFn, params, x, *, trace: bool = True) -> float:
-    """FLOPs of one Θ·v (XLA's cost analysis of the compiled product), or NaN if unavailable."""
+def matvec_flops(apply_fn: ApplyFn, params, x, *, trace: bool = True, chunk: int | None = None) -> float:
+    """FLOPs of one Θ·v on ``x`` by XLA's cost analysis: the compiled product on ONE chunk
+    (a scan of length 1, so no loop-count ambiguity) times the number of chunks. NaN if the
+    backend reports no count."""
     x = jnp.asarray(x)
     k_out = _out_dim(apply_fn, params, x)
-    chunk = auto_chunk(apply_fn, params, x, columns=k_out if trace else 1, out_dim=k_out)
-    xs = pad_chunks(x, chunk)
-    rows = xs.shape[0] * chunk
-    v = jnp.zeros((rows, 1), x.dtype) if trace else jnp.zeros((rows, k_out, 1), x.dtype)
+    if chunk is None:
+        chunk = auto_chunk(apply_fn, params, x, columns=k_out if trace else 1, out_dim=k_out)
+    chunks = -(-x.shape[0] // chunk)
+    xs = jax.ShapeDtypeStruct((1, chunk) + tuple(x.shape[1:]), x.dtype)
+    v = jax.ShapeDtypeStruct((chunk, 1) if trace else (chunk, k_out, 1), x.dtype)
     try:
         cost = _matmat_chunked_jit.lower(apply_fn, params, xs, v, trace=trace).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         flops = float(cost.get("flops", math.nan))
     except Exception:  # noqa: BLE001 - informational
         return math.nan
-    # XLA counts a scan body once: scale by the trip count.
-    return flops * xs.shape[0] if flops == flops else flops
+    return flops * chunks
