@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "empirical NTK spectrum per epoch. Results go to the same cache the app reads.",
         epilog="Eigenvalues are of the raw traced Θ (mean over the 10 logits), not divided by n.")
     _add_common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,findings}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,findings,kernel-motion,infinite-width}", required=True)
 
     p_run = sub.add_parser("run", allow_abbrev=False, help="one config: per-epoch metrics and top-k spectrum",
                            description="Train one config (or load it from the cache) and print per-epoch "
@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_f.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     _add_common(p_f, top=False)
     p_f.set_defaults(handler=cmd_findings)
+    from runner import _theory_motion  # kernel-motion, infinite-width
+
+    _theory_motion.add_commands(sub, _add_common)
     return parser
 
 
@@ -453,6 +456,8 @@ def plan(argv: Sequence[str]) -> Plan:
     """
     args = build_parser().parse_args(_glue_dash_values(list(argv)))
     limits = Limits.from_env()
+    if getattr(args, "plan_configs", None) is not None:  # theory commands: their protocol's configs
+        return Plan(args, limits, args.plan_configs(args, limits))
     if args.command == "findings":
         from runner import _findings
 

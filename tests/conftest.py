@@ -85,3 +85,63 @@ def quick_findings(tmp_path_factory):
     seconds = time.monotonic() - t0
     assert p.returncode == 0, p.stderr[-3000:]
     return cache_dir, json.loads(p.stdout), seconds
+
+
+@pytest.fixture(scope="session")
+def tiny_theory(tmp_path_factory):
+    """``python -m ntk_core kernel-motion --quick --json`` and ``infinite-width --quick --json``
+    with ``NTK_THEORY_QUICK=tiny`` (3 widths, n=64, 5 epochs, 3 seeds), run once in
+    subprocesses into their own cache dir: (cache dir, {command: parsed JSON}, env). The
+    theory pages' AppTests serve from the same dir and env, so they load the cached results."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cache_dir = tmp_path_factory.mktemp("theory_cache")
+    env = {**os.environ, "NTK_CACHE_DIR": str(cache_dir), "JAX_PLATFORMS": "cpu",
+           "NTK_THEORY_QUICK": "tiny"}
+    for var in ("NTK_HOSTED", "NTK_MAX_N", "NTK_MAX_WIDTH", "NTK_MAX_EPOCHS", "NTK_MAX_TOPK",
+                "NTK_MAX_DENSE_N", "NTK_MAX_GRID", "NTK_MAX_MEMORY_MB"):
+        env.pop(var, None)
+    # Both commands in one process (what `python -m ntk_core` runs: runner.cli.main), which
+    # saves a second interpreter and JAX start-up.
+    commands = ("kernel-motion", "infinite-width")
+    code = ("import sys; from runner import cli; sys.exit(max(cli.main([c, '--quick', '--json', '-q']) "
+            f"for c in {commands!r}))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = p.stdout.splitlines()
+    assert len(lines) == 2 and p.stdout.endswith("\n"), "one JSON object per command, one line each"
+    return cache_dir, dict(zip(commands, map(json.loads, lines))), env
+
+
+@pytest.fixture(scope="session")
+def tiny_dynamics(tmp_path_factory):
+    """``python -m ntk_core linearized --quick --json`` and ``stability --quick --json`` with
+    ``NTK_THEORY_QUICK=tiny`` (linearized: widths 16/64/256, n=32, 5 epochs, 2 seeds;
+    stability: width 64, n=32, 20 steps, 2 seeds), run once in subprocesses into their own
+    cache dir: (cache dir, {command: parsed JSON}, env). The pages' AppTests and the fuzz
+    test serve from the same dir and env, so they load the cached results."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cache_dir = tmp_path_factory.mktemp("dynamics_cache")
+    env = {**os.environ, "NTK_CACHE_DIR": str(cache_dir), "JAX_PLATFORMS": "cpu",
+           "NTK_THEORY_QUICK": "tiny"}
+    for var in ("NTK_HOSTED", "NTK_MAX_N", "NTK_MAX_WIDTH", "NTK_MAX_EPOCHS", "NTK_MAX_TOPK",
+                "NTK_MAX_DENSE_N", "NTK_MAX_GRID", "NTK_MAX_MEMORY_MB"):
+        env.pop(var, None)
+    out = {}
+    for command in ("linearized", "stability"):
+        p = subprocess.run([sys.executable, "-m", "ntk_core", command, "--quick", "--json", "-q"],
+                           cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert p.stdout.count("\n") == 1, "one JSON object on one line"
+        out[command] = json.loads(p.stdout)
+    return cache_dir, out, env

@@ -39,6 +39,8 @@ PAGES = [  # (url path, screenshot name, a chart is expected)
     ("training_size", "training_size", True),
     ("width", "width", True),
     ("spectrum_explorer", "spectrum_explorer", True),
+    ("kernel_motion", "kernel_motion", True),
+    ("infinite_width", "infinite_width", True),
 ]
 CHART = '[data-testid="stVegaLiteChart"]'
 TIMEOUT_MS = 240_000
@@ -55,7 +57,8 @@ def _free_port() -> int:
 def _start_server(cache_dir: Path, log: Path, server_log: Path):
     port = _free_port()
     env = {**os.environ, "NTK_CACHE_DIR": str(cache_dir), "NTK_COMPUTE_LOG": str(log),
-           "JAX_PLATFORMS": "cpu"}
+           "JAX_PLATFORMS": "cpu",
+           "NTK_THEORY_QUICK": "tiny"}  # theory pages: 3 widths, n=64, 5 epochs (seconds)
     out = open(server_log, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

@@ -110,8 +110,15 @@ SMALL = {"width": "8", "samples": "100", "epochs": "2"}
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(data=st.data())
-def test_fuzzed_url_on_every_page_never_raises(page, data):
+def test_fuzzed_url_on_every_page_never_raises(page, data, request, monkeypatch):
     from streamlit.testing.v1 import AppTest
+
+    if page in ("pages/kernel_motion.py", "pages/infinite_width.py"):  # their tiny protocol, cached
+        monkeypatch.setenv("NTK_CACHE_DIR", str(request.getfixturevalue("tiny_theory")[0]))
+        monkeypatch.setenv("NTK_THEORY_QUICK", "tiny")
+    if page in ("pages/linearized.py", "pages/stability.py"):  # their tiny protocol, cached
+        monkeypatch.setenv("NTK_CACHE_DIR", str(request.getfixturevalue("tiny_dynamics")[0]))
+        monkeypatch.setenv("NTK_THEORY_QUICK", "tiny")
 
     limits = runner.Limits.from_env()
     key = data.draw(st.sampled_from(P.URL_KEYS))

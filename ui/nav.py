@@ -14,6 +14,8 @@ PAGES = (
     ("pages/training_size.py", "Training-set size", ":material/dataset:"),
     ("pages/width.py", "Width", ":material/width:"),
     ("pages/spectrum_explorer.py", "Spectrum explorer", ":material/insights:"),
+    ("pages/kernel_motion.py", "Kernel motion", ":material/moving:"),
+    ("pages/infinite_width.py", "Infinite width", ":material/all_inclusive:"),
 )
 
 
