@@ -24,6 +24,9 @@ parameterization, width 128 unless stated):
              (4 runner.run calls); plus what-if variants of proposed fixes and the compile
              (what-if variants only with --whatif),
              full run only.
+  ntk_vp     fresh subprocesses (bench/_ntk_vp.py): the generic matrix-free NTK — one Θ·v vs
+             the closed form's (n=10000, width 128, traced and full), top-10 of the depth-3
+             MLP at n=60000 and of the default CNN at n=10000, FLOP/s vs the GEMM rate.
   blas       fresh subprocesses (bench/_blas_probe.py, full run only): dense eigvalsh/top-k
              with default vs single-threaded OpenBLAS, and whether OpenBLAS spins after a call.
 
@@ -65,6 +68,9 @@ TARGETS = {
     "matfree_peak_rss_mb_n60000": ("<", 1536.0, "60k top-10 process peak RSS under 1.5 GB"),
     "l2_grid_experiment_s": ("<", 15.0, "4 L2 × 30 epochs grid, uncached, compile included, under 15 s"),
     "grid_vmapped_vs_sequential_speedup": (">=", 1.0, "vmapped grid at least as fast as sequential"),
+    "ntk_vp_vs_closed_matvec_ratio_n10000_w128": ("<", 3.0, "generic ntk_vp Θ·v under 3× the closed form's (traced)"),
+    "ntk_vp_top10_peak_rss_mb_n60000_mlp_depth3": ("<", 1536.0, "ntk_vp 60k depth-3 MLP top-10 peak RSS under 1.5 GB"),
+    "ntk_vp_top10_peak_rss_mb_n10000_cnn": ("<", 1536.0, "ntk_vp 10k CNN top-10 peak RSS under 1.5 GB"),
 }
 
 
@@ -578,6 +584,8 @@ def headline(res: dict) -> dict:
         h["grid_spectra_s_per_checkpoint_cold"] = g["vmapped"]["spectra_s_per_checkpoint"]
     if "sharded" in s:  # bench/_sharded.py
         h.update({k: v for k, v in s["sharded"].items() if k.startswith("sharded_") and not isinstance(v, (dict, list))})
+    if "ntk_vp" in s:  # bench/_ntk_vp.py
+        h.update(s["ntk_vp"]["headline"])
     return h
 
 
@@ -904,6 +912,7 @@ def main() -> None:
         "checkpoint": lambda: section_checkpoint(args.quick),
         "blas": lambda: section_blas(args.quick),
         "sharded": lambda: __import__("_sharded").run({}),  # bench/_sharded.py: 4-device subprocess
+        "ntk_vp": lambda: __import__("_ntk_vp").run(args.quick, run_probe),  # bench/_ntk_vp.py: 3 fresh processes
     }
     for name in want:
         before = loadavg()
