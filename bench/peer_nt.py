@@ -325,7 +325,8 @@ def markdown(res: dict) -> str:
          "parameters (`init_params(PRNGKey(0), w)`) and inputs in both libraries, handed over in one .npz. "
          f"neural-tangents {pe['neural_tangents']} on JAX {pe['jax']} (own venv, Python {pe['python']}); "
          f"this project on JAX {res['project']['jax']} (Python {res['project']['python']}); both on the CPU, "
-         "one after the other (never sharing the cores). nt: `jax.jit(nt.empirical_ntk_fn(f, trace_axes=(-1,), "
+         "the nt worker process and this project's timings one after the other, never at the same time "
+         "(other load on the machine: see below). nt: `jax.jit(nt.empirical_ntk_fn(f, trace_axes=(-1,), "
          "vmap_axes=0, implementation=…))`, compiled ahead of time; closed form: `empirical_ntk(params, x)`, "
          "compiled by a first call. Times are warm medians of the timed calls, each ending in "
          "`block_until_ready`. Max rel. diff = max |Θ_nt − Θ_closed| / max |Θ_nt| on the same n.", "",
@@ -360,6 +361,12 @@ def markdown(res: dict) -> str:
     L += ["", f"Goal (width {g['width']}): ≥ {g['speedup_target']:g}× faster than nt's best, rel. diff ≤ "
           f"{g['rel_diff_target']:g} — measured **{g['speedup']:.1f}×** and **{g['max_rel_diff']:.1e}**: "
           f"**{'PASS' if g['pass'] else 'MISS'}**.", ""]
+    if res.get("generic"):
+        L += ["This project's generic paths (`empirical_ntk(method=\"autodiff\")`: per-logit `jax.grad` "
+              "Jacobians contracted; `method=\"ntk_vp\"`: matrix-free vjp/jvp formed densely) were timed "
+              f"at n = {res['generic'][0]['n']} with `--add-generic`, in a later process on the same "
+              "arrays and protocol (load average at its end "
+              f"{res.get('generic_loadavg_end', '?')}); their ratio is against the closed form of the main run.", ""]
     if res.get("heavy"):
         L += [f"Not run at n = {n}: {', '.join(res['heavy'])} (implementation@width). Measured at n = "
               f"{res['heavy_n']} instead, in the same run, against the closed form at that n; the "
