@@ -69,14 +69,18 @@ def compute(fn: Callable[..., Any], protocol: td.DynamicsProtocol, label: str):
 
 def choose_protocol(factory: Callable[[str, runner.Limits], td.DynamicsProtocol], key: str,
                     full_text: str) -> td.DynamicsProtocol | None:
-    """The quick protocol (page default), or the full one when cached or requested."""
+    """The quick protocol (page default), or the full one when cached or requested (the
+    button is offered only when the full protocol fits this server's limits)."""
     limits = current_limits()
     try:
         quick = factory("quick", limits)
-        full = factory("full", limits)
     except runner.ConfigError as exc:
         st.error(f"This page's protocol does not fit this server's limits: {exc}")
         return None
+    try:
+        full = factory("full", limits)
+    except runner.ConfigError:
+        return quick
     want_full = td.cached_dynamics(full, store()) is not None or st.session_state.get(key, False)
     if not want_full and st.button(full_text, key=f"{key}_button"):
         st.session_state[key] = True
