@@ -720,6 +720,13 @@ default), or "tiny" (3 widths, seconds: for tests and demo servers; the caption 
 JSON state the sizes run)."""
 
 
+HOSTED_TOP = {"quick": 256, "full": 512}
+"""Widest width of each protocol in hosted mode (NTK_HOSTED=1). Measured peak RSS of the
+quick kernel-motion protocol in hosted mode (2026-11-25): 737 MB with widths to 512 (the
+width-512 training call alone takes it from 435 to 693 MB, as a single width-512 run does),
+against a ~700 MB hosted server."""
+
+
 def _sizes(name: str, limits: Limits) -> tuple[int, int, int]:
     """(n, epochs, top width) of a protocol, within the caps: a server with smaller caps
     (NTK_MAX_N, NTK_MAX_EPOCHS, NTK_MAX_WIDTH, hosted mode) runs the same protocol on fewer
@@ -734,6 +741,8 @@ def _sizes(name: str, limits: Limits) -> tuple[int, int, int]:
         n, epochs, top = 1000, 20, 1024
     else:
         raise ValueError(f"protocol={name!r}: expected one of {PROTOCOLS}")
+    if limits.is_hosted:   # hosted (~700 MB server): a width-512 call alone peaks near 700 MB RSS
+        top = min(top, HOSTED_TOP[name])
     return min(n, limits.max_n), min(epochs, limits.max_epochs), top
 
 
@@ -883,21 +892,40 @@ def _cached_or_compute(p: TheoryProtocol, limits: Limits, store: ResultStore | N
 # ------------------------------------------------------------------------------ training
 
 
+GROUP_UNITS = 3 * 512
+"""Largest runs × padded width of one run_configs call. Measured (hosted mode, n = 256,
+10 epochs, 2026-11-25): 8 runs zero-padded to width 512 in one call peaked at 805 MB RSS,
+a one-seed width sweep 16…512 at 526 MB; calls of at most three seeds at width 512 keep
+a theory page near the sweep's peak for two more compiled programs per page."""
+
+
 def _call_groups(configs: Sequence[ExperimentConfig], limits: Limits) -> list[list[ExperimentConfig]]:
     """Splits configs (ordered by width) into run_configs calls of ≤ max_grid points whose
     zero-padding to the call's largest width costs at most PAD_COST_FACTOR × the unpadded
-    compute, keeping the points of one width together where possible (fewer compiled
-    training programs than splitting blindly)."""
-    calls: list[list[ExperimentConfig]] = []
+    compute and whose runs × padded width is ≤ GROUP_UNITS (peak memory), keeping the
+    points of one width together where possible (fewer compiled training programs than
+    splitting blindly)."""
+    def fits(group: list[ExperimentConfig]) -> bool:
+        padded = len(group) * max(x.width for x in group)
+        return (len(group) <= limits.max_grid
+                and padded <= min(_run.PAD_COST_FACTOR * sum(x.width for x in group), GROUP_UNITS))
+
+    blocks: list[list[ExperimentConfig]] = []       # the points of one width, in order
     for c in configs:
-        cur = calls[-1] if calls else None
-        if cur is not None and len(cur) < limits.max_grid:
-            trial = cur + [c]
-            padded = len(trial) * max(x.width for x in trial)
-            if padded <= _run.PAD_COST_FACTOR * sum(x.width for x in trial):
-                cur.append(c)
-                continue
-        calls.append([c])
+        if blocks and blocks[-1][0].width == c.width:
+            blocks[-1].append(c)
+        else:
+            blocks.append([c])
+    calls: list[list[ExperimentConfig]] = []
+    for block in blocks:
+        if calls and fits(calls[-1] + block):
+            calls[-1].extend(block)
+            continue
+        for c in block:                             # a new call; split the block if it must
+            if calls and calls[-1][0].width == c.width and fits(calls[-1] + [c]):
+                calls[-1].append(c)
+            else:
+                calls.append([c])
     return calls
 
 

@@ -506,6 +506,8 @@ def test_protocols_follow_the_limits():
     assert {c.parameterization for _, c in p.bases} == {"ntk", "standard"}
     assert tm.infinite_protocol("quick", LIM).base("ntk").batch_size == 0    # gradient descent
     hosted = runner.Limits.hosted()
+    assert tm.motion_protocol("quick", hosted).widths == (16, 32, 64, 128, 256)   # memory: see HOSTED_TOP
+    assert max(tm.infinite_protocol("full", hosted).widths) == 512
     for factory in (tm.motion_protocol, tm.infinite_protocol):
         for name in ("quick", "full"):
             proto = factory(name, hosted)
@@ -523,3 +525,19 @@ def test_protocols_follow_the_limits():
 def test_theory_json_has_no_nan():
     d = tm._jsonable({"a": np.array([1.0, math.nan]), "b": np.float32(math.inf), "c": [np.int64(3)]})
     assert d == {"a": [1.0, None], "b": None, "c": [3]}
+
+
+@pytest.mark.parametrize("limits", [runner.Limits(), runner.Limits.hosted(), runner.Limits(max_grid=2)],
+                         ids=["default", "hosted", "grid2"])
+def test_training_calls_cover_every_run_once_within_the_caps(limits):
+    p = tm.motion_protocol("quick", limits)
+    cfgs = p.configs("ntk", limits)
+    calls = tm._call_groups(cfgs, limits)
+    assert [c for call in calls for c in call] == cfgs            # every run once, in order
+    for call in calls:
+        wide = max(c.width for c in call)
+        assert len(call) <= limits.max_grid and len(call) * wide <= tm.GROUP_UNITS
+        assert len(call) * wide <= 3 * sum(c.width for c in call)  # padding ≤ 3× the compute
+    # A width's seeds share a call whenever the caps allow it.
+    if limits.max_grid >= 3:
+        assert all(len({c.width for c in call}) * 3 == len(call) for call in calls)
