@@ -21,8 +21,7 @@ theory.header(
      (C["inf_nngp_rate"].quote, C["inf_nngp_rate"].reference)])
 
 proto = theory.choose_protocol(runner.infinite_protocol, "iw_full",
-                               "Run the full protocol (n=1000, 20 epochs, widths to 1024: minutes "
-                               "on 2 cores; cached for everyone after)")
+                               "Run the full protocol")
 res = theory.compute(runner.infinite_width, proto, f"Infinite width ({proto.name} protocol)") if proto else None
 
 if res is not None:

@@ -22,8 +22,7 @@ theory.header(
      (C["alignment_less_for_wider"].quote, C["alignment_less_for_wider"].reference)])
 
 proto = theory.choose_protocol(runner.motion_protocol, "km_full",
-                               "Run the full protocol (n=1000, 20 epochs, widths to 1024: several "
-                               "minutes on 2 cores; cached for everyone after)")
+                               "Run the full protocol")
 res = theory.compute(runner.kernel_motion, proto, f"Kernel motion ({proto.name} protocol)") if proto else None
 
 if res is not None:

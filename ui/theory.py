@@ -93,7 +93,8 @@ def compute(fn: Callable[..., Any], protocol: Any, label: str):
 
 def choose_protocol(factory: Callable[[str, runner.Limits], Any], key: str, full_text: str):
     """The quick protocol (page default), or the full one when it is cached or requested
-    with the button. Returns the protocol, or None (with an error) when the caps forbid it."""
+    with the button (labelled ``full_text`` plus the full protocol's sizes under the caps).
+    Returns the protocol, or None (with an error) when the caps forbid it."""
     limits = current_limits()
     try:
         quick = factory("quick", limits)
@@ -103,7 +104,11 @@ def choose_protocol(factory: Callable[[str, runner.Limits], Any], key: str, full
         return None
     want_full = runner.cached_theory(full, store()) is not None or st.session_state.get(key, False)
     if not want_full:
-        if st.button(full_text, key=f"{key}_button"):
+        c = full.bases[0][1]
+        label = (f"{full_text} (n={c.n_train}, {c.epochs} epochs, widths {full.widths[0]}–"
+                 f"{full.widths[-1]}, {len(full.seeds)} seeds; minutes on 2 cores, cached for "
+                 "everyone after)")
+        if st.button(label, key=f"{key}_button"):
             st.session_state[key] = True
             want_full = True
     return full if want_full else quick
