@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "empirical NTK spectrum per epoch. Results go to the same cache the app reads.",
         epilog="Eigenvalues are of the raw traced Θ (mean over the 10 logits), not divided by n.")
     _add_common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,findings,kernel-motion,infinite-width}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,findings,kernel-motion,infinite-width,linearized,stability}", required=True)
 
     p_run = sub.add_parser("run", allow_abbrev=False, help="one config: per-epoch metrics and top-k spectrum",
                            description="Train one config (or load it from the cache) and print per-epoch "
@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     from runner import _theory_motion  # kernel-motion, infinite-width
 
     _theory_motion.add_commands(sub, _add_common)
+    from runner import _theory_dynamics  # linearized, stability
+
+    _theory_dynamics.add_commands(sub, _add_common)
     return parser
 
 

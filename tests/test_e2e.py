@@ -41,6 +41,8 @@ PAGES = [  # (url path, screenshot name, a chart is expected)
     ("spectrum_explorer", "spectrum_explorer", True),
     ("kernel_motion", "kernel_motion", True),
     ("infinite_width", "infinite_width", True),
+    ("linearized", "linearized", True),
+    ("stability", "stability", True),
 ]
 CHART = '[data-testid="stVegaLiteChart"]'
 TIMEOUT_MS = 240_000

@@ -16,6 +16,8 @@ PAGES = (
     ("pages/spectrum_explorer.py", "Spectrum explorer", ":material/insights:"),
     ("pages/kernel_motion.py", "Kernel motion", ":material/moving:"),
     ("pages/infinite_width.py", "Infinite width", ":material/all_inclusive:"),
+    ("pages/linearized.py", "Linearized dynamics", ":material/show_chart:"),
+    ("pages/stability.py", "Stability", ":material/bolt:"),
 )
 
 
