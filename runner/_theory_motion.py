@@ -893,22 +893,23 @@ def _cached_or_compute(p: TheoryProtocol, limits: Limits, store: ResultStore | N
 
 
 GROUP_UNITS = 3 * 512
-"""Largest runs × padded width of one run_configs call. Measured (hosted mode, n = 256,
-10 epochs, 2026-11-25): 8 runs zero-padded to width 512 in one call peaked at 805 MB RSS,
-a one-seed width sweep 16…512 at 526 MB; calls of at most three seeds at width 512 keep
-a theory page near the sweep's peak for two more compiled programs per page."""
+"""Hosted mode: largest runs × padded width of one run_configs call. Measured (hosted mode,
+n = 256, 10 epochs, 2026-11-25): 8 runs zero-padded to width 512 in one call peaked at
+805 MB RSS, a one-seed width sweep 16…512 at 526 MB. Off the hosted server (6 GB budget)
+calls stay larger: fewer compiled programs, faster."""
 
 
 def _call_groups(configs: Sequence[ExperimentConfig], limits: Limits) -> list[list[ExperimentConfig]]:
     """Splits configs (ordered by width) into run_configs calls of ≤ max_grid points whose
     zero-padding to the call's largest width costs at most PAD_COST_FACTOR × the unpadded
-    compute and whose runs × padded width is ≤ GROUP_UNITS (peak memory), keeping the
+    compute and, hosted, whose runs × padded width is ≤ GROUP_UNITS (peak memory), keeping the
     points of one width together where possible (fewer compiled training programs than
     splitting blindly)."""
     def fits(group: list[ExperimentConfig]) -> bool:
         padded = len(group) * max(x.width for x in group)
+        units = GROUP_UNITS if limits.is_hosted else math.inf
         return (len(group) <= limits.max_grid
-                and padded <= min(_run.PAD_COST_FACTOR * sum(x.width for x in group), GROUP_UNITS))
+                and padded <= min(_run.PAD_COST_FACTOR * sum(x.width for x in group), units))
 
     blocks: list[list[ExperimentConfig]] = []       # the points of one width, in order
     for c in configs:
