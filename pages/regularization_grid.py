@@ -40,7 +40,7 @@ if rs is not None:
                else data.axis_title(qname, K, P))
     st.subheader("Small multiples")
     charts.show(charts.facets(df, "epoch", y, "lambda", x_title="epoch (0 = init)", y_title=y_title,
-                              facet_title=f"{kind.upper()} strength", facet_prefix="λ = ",
+                              facet_title=layout.with_decay(f"{kind.upper()} strength", cfg), facet_prefix="λ = ",
                               facet_sort=lams, rules=[("is_best_epoch", "best epoch")]),
                 df, f"{kind}_grid_{quantity}_panels",
                 caption="Dashed rule: best epoch (lowest validation loss) of each run.")
@@ -48,5 +48,5 @@ if rs is not None:
     charts.show(charts.lines(df, "epoch", y, color="lambda", color_title=f"{kind.upper()} λ",
                              ordinal_color=True, color_sort=lams, y_scale="auto",
                              x_title="epoch (0 = init)", y_title=y_title,
-                             title=f"{qname} over epochs for every {kind.upper()} strength"),
+                             title=layout.with_decay(f"{qname} over epochs for every {kind.upper()} strength", cfg)),
                 df, f"{kind}_grid_{quantity}_overlay")

@@ -28,7 +28,8 @@ items = [("A: sidebar config", cfg, epoch)]
 if compare == "another L2 λ":
     lam = c3.number_input("L2 strength λ of config B", min_value=0.0, max_value=100.0, value=1e-2,
                           step=1e-3, format="%g", key="exp_l2")
-    items.append((f"B: L2 λ={lam:g}", cfg.replace(reg="l2", reg_strength=lam), epoch))
+    cfg_b = cfg.replace(reg="l2", reg_strength=lam)
+    items.append((f"B: {cfg_b.regularizer_label}", cfg_b, epoch))
 elif compare == "another epoch":
     epoch_b = c3.slider("Epoch of config B", 0, cfg.epochs, 0, key="exp_epoch_b")
     items.append((f"B: epoch {epoch_b}", cfg, epoch_b))

@@ -40,7 +40,7 @@ if out is not None:
                                  x_ticks=charts.int_ticks(cfg.top_k),
                                  x_title="rank j (1 = λ_max)",
                                  y_title=data.axis_title(f"λ_j at epoch {epoch}", K, P),
-                                 title="Top-k eigenvalues per λ"),
+                                 title=layout.with_decay("Top-k eigenvalues per λ", cfg)),
                     df, f"topk_vs_l2_epoch{epoch}")
     with right:
         df = data.summary_frame(out.results, lams, "l2", epoch, K)
@@ -49,7 +49,7 @@ if out is not None:
                                  x_ticks=sorted(lams), y_scale="auto",
                                  x_title="L2 strength λ (symlog axis: 0 included)",
                                  y_title=data.axis_title("λ_max", K, P),
-                                 title=f"λ_max vs λ at epoch {epoch}"),
+                                 title=layout.with_decay(f"λ_max vs λ at epoch {epoch}", cfg)),
                     df, f"lambda_max_vs_l2_epoch{epoch}")
     specs, labs, cfgs = out.available()
     if specs:

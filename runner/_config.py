@@ -28,6 +28,7 @@ DATASETS = ("bundled", "full")
 HARD_MAX_WIDTH = 4096
 HARD_MAX_LR = 100.0
 HARD_MAX_REG = 100.0
+HARD_MAX_WEIGHT_DECAY = 100.0
 HARD_MAX_SEED = 2**31 - 1
 MIN_N_TRAIN = 2
 MIN_N_VAL = 10
@@ -125,6 +126,11 @@ class ExperimentConfig:
       n_val: validation samples (disjoint from training).
       reg: "none", "l1" (λ‖W‖₁) or "l2" (λ‖W‖²); weights only, biases are not penalised.
       reg_strength: λ ≥ 0 (ignored when reg == "none", and then normalised to 0).
+      weight_decay: decoupled weight decay wd in [0, 100] on W1 and W2 (biases are not
+        decayed), independent of ``reg`` and applied as a step rule, not a loss term, with
+        optax.adamw's learning-rate-coupled convention: each step also does θ ← θ − η·wd·θ
+        (SGD + wd; Adam becomes AdamW, Loshchilov & Hutter 2019). With SGD, wd = 2λ is
+        exactly L2 with strength λ (its gradient is 2λ·w); with Adam it is not. 0 = off.
       lr: learning rate.
       epochs: passes over the training set.
       optimizer: "sgd" or "adam".
@@ -141,6 +147,7 @@ class ExperimentConfig:
     n_val: int = 500
     reg: str = "none"
     reg_strength: float = 0.0
+    weight_decay: float = 0.0
     lr: float = 0.1
     epochs: int = 30
     optimizer: str = "sgd"
@@ -161,6 +168,30 @@ class ExperimentConfig:
     def full_batch(self) -> bool:
         return self.batch_size == 0 or self.batch_size >= self.n_train
 
+    @property
+    def optimizer_label(self) -> str:
+        """"SGD", "Adam", or "AdamW" (Adam with decoupled weight decay)."""
+        if self.optimizer == "adam":
+            return "AdamW" if self.weight_decay > 0 else "Adam"
+        return self.optimizer.upper()
+
+    @property
+    def decay_label(self) -> str:
+        """"decoupled weight decay wd=…", or "" when there is none."""
+        return f"decoupled weight decay wd={self.weight_decay:g}" if self.weight_decay > 0 else ""
+
+    @property
+    def regularizer_label(self) -> str:
+        """Every regulariser in force, named so the two kinds cannot be confused:
+        "no regularization", "L2 λ=0.001 in the loss", "decoupled weight decay wd=0.01",
+        or both joined by " + ". The one label every chart and caption uses."""
+        parts = []
+        if self.reg != "none":
+            parts.append(f"{self.reg.upper()} λ={self.reg_strength:g} in the loss")
+        if self.weight_decay > 0:
+            parts.append(self.decay_label)
+        return " + ".join(parts) if parts else "no regularization"
+
 
 FIELDS = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
 
@@ -177,6 +208,7 @@ class Bounds(NamedTuple):
     n_train: tuple[int, int]
     n_val: tuple[int, int]
     reg_strength: tuple[float, float]
+    weight_decay: tuple[float, float]
     lr: tuple[float, float]
     epochs: tuple[int, int]
     batch_size: tuple[int, int]
@@ -199,7 +231,8 @@ def bounds(limits: Limits, dataset: str = "bundled", n_val: int | None = None,
     n = max_n if n_train is None else n_train
     return Bounds(width=(1, limits.max_width), n_train=(MIN_N_TRAIN, max_n),
                   n_val=(MIN_N_VAL, min(MAX_N_VAL, pool - MIN_N_TRAIN)),
-                  reg_strength=(0.0, HARD_MAX_REG), lr=(0.0, HARD_MAX_LR),
+                  reg_strength=(0.0, HARD_MAX_REG), weight_decay=(0.0, HARD_MAX_WEIGHT_DECAY),
+                  lr=(0.0, HARD_MAX_LR),
                   epochs=(1, limits.max_epochs), batch_size=(0, n), seed=(0, HARD_MAX_SEED),
                   top_k=(1, min(limits.max_topk, n)), patience=(1, MAX_PATIENCE))
 
@@ -339,6 +372,8 @@ def _parse_fields(raw: dict[str, Any], limits: Limits) -> ExperimentConfig:
     out["reg_strength"] = _parse_float("reg_strength", d["reg_strength"], *b.reg_strength)
     if out["reg"] == "none":
         out["reg_strength"] = 0.0  # one cache entry for "no regularisation"
+    # + 0.0: -0.0 and 0.0 are one setting (and one cache key).
+    out["weight_decay"] = _parse_float("weight_decay", d["weight_decay"], *b.weight_decay) + 0.0
     out["lr"] = _parse_float("lr", d["lr"], *b.lr, lo_open=True)
     out["epochs"] = _parse_int("epochs", d["epochs"], *b.epochs)
     out["optimizer"] = _parse_choice("optimizer", d["optimizer"], OPTIMIZERS)

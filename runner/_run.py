@@ -23,7 +23,7 @@ from runner._malloc import trim_heap
 from runner._types import Progress, ProgressFn, ReferenceResult, SpectrumResult, Stage
 
 # Bumped whenever the meaning of a stored value changes (on top of the store's own schema).
-RESULT_VERSION = 5
+RESULT_VERSION = 6
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")
@@ -306,7 +306,7 @@ def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
                         reg_strengths=[c.reg_strength for c in configs], lrs=[c.lr for c in configs],
                         seeds=[c.seed for c in configs], parameterization=base.parameterization,
                         reg=base.reg, optimizer=base.optimizer, epochs=base.epochs,
-                        batch_size=base.batch_size)
+                        batch_size=base.batch_size, weight_decay=[c.weight_decay for c in configs])
     _count("trainings", len(configs))
     results: list[RunResult] = []
     for j, c in enumerate(configs):

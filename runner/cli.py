@@ -48,6 +48,9 @@ CONFIG_FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--n-val", "n_val", "N", "validation samples (disjoint from training)"),
     ("--reg", "reg", "{none,l1,l2}", "weight penalty: none, l1 (λ‖W‖₁) or l2 (λ‖W‖²)"),
     ("--reg-strength", "reg_strength", "LAMBDA", "penalty strength λ ≥ 0 (ignored with --reg none)"),
+    ("--weight-decay", "weight_decay", "WD", "decoupled weight decay wd in [0, 100] on the weights, "
+     "a step rule θ ← θ − lr·wd·θ (optax.adamw convention; adam becomes AdamW); with sgd, wd = 2λ "
+     "equals --reg l2 --reg-strength λ, with adam it does not; 0 = off"),
     ("--lr", "lr", "LR", "learning rate"),
     ("--epochs", "epochs", "E", "passes over the training set"),
     ("--optimizer", "optimizer", "{sgd,adam}", "optimizer"),
@@ -366,6 +369,7 @@ def result_table(r, seconds: float) -> str:
     w = out.write
     w(f"NTK Explorer run — status: {r.status} ({seconds:.1f} s)\n")
     w("config: " + " ".join(f"{k}={v}" for k, v in c.to_dict().items()) + "\n")
+    w(f"optimizer: {c.optimizer_label}, lr={c.lr:g}; regularization: {c.regularizer_label}\n")
     w(f"data: {r.data_source}, n_train={c.n_train}, n_val={c.n_val}; spectrum: {r.spectrum_method}\n")
     if r.notice:
         w(f"note: {r.notice}\n")

@@ -53,6 +53,10 @@ def test_defaults_are_valid():
     ("reg", 2, "none, l1, l2"),
     ("reg_strength", -1, "[0, 100]"),
     ("reg_strength", float("-inf"), "[0, 100]"),
+    ("weight_decay", -1e-3, "[0, 100]"),
+    ("weight_decay", 101, "[0, 100]"),
+    ("weight_decay", float("nan"), "[0, 100]"),
+    ("weight_decay", "heavy", "[0, 100]"),
     ("epochs", 0, "[1, 500]"),
     ("epochs", 501, "[1, 500]"),
     ("optimizer", "rmsprop", "sgd, adam"),
@@ -227,7 +231,7 @@ def test_n_val_leaves_room_for_n_train():
 # Property-based: arbitrary field values.
 
 INT_FIELDS = ("width", "n_train", "n_val", "epochs", "batch_size", "seed", "top_k", "patience")
-FLOAT_FIELDS = ("reg_strength", "lr")
+FLOAT_FIELDS = ("reg_strength", "weight_decay", "lr")
 CHOICE_FIELDS = {"reg": runner._config.REG_KINDS, "optimizer": runner._config.OPTIMIZERS,
                  "parameterization": runner._config.PARAMETERIZATIONS,
                  "dataset": runner._config.DATASETS}
@@ -255,6 +259,7 @@ values = st.one_of(
 VALID = {
     "width": st.integers(1, 4096), "n_train": st.integers(2, 9990), "n_val": st.integers(10, 10_000),
     "reg": st.sampled_from(CHOICE_FIELDS["reg"]), "reg_strength": st.floats(0.0, 100.0),
+    "weight_decay": st.floats(0.0, 100.0),
     "lr": st.floats(1e-6, 100.0), "epochs": st.integers(1, 500),
     "optimizer": st.sampled_from(CHOICE_FIELDS["optimizer"]), "batch_size": st.integers(0, 500),
     "seed": st.integers(0, 2 ** 31 - 1),
@@ -293,6 +298,7 @@ def assert_satisfies_bounds(cfg: ExperimentConfig, limits: Limits):
     assert cfg.n_train + cfg.n_val <= pool
     assert 0.0 <= cfg.reg_strength <= 100.0
     assert cfg.reg != "none" or cfg.reg_strength == 0.0
+    assert 0.0 <= cfg.weight_decay <= 100.0 and math.copysign(1.0, cfg.weight_decay) == 1.0
     assert 0.0 < cfg.lr <= 100.0
     assert 1 <= cfg.epochs <= limits.max_epochs
     assert 0 <= cfg.batch_size < cfg.n_train
@@ -361,3 +367,66 @@ def test_each_field_with_awkward_values(field):
         except AssertionError as e:
             problems.append(f"{field}={_short(value)} accepted out of bounds: {cfg} ({e})")
     assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------------------
+# Decoupled weight decay: validated once, in the URL, the CLI and every regulariser label.
+
+def test_weight_decay_validated_with_named_range():
+    assert check().weight_decay == 0.0
+    assert check(weight_decay="1e-2").weight_decay == pytest.approx(1e-2)
+    assert math.copysign(1.0, check(weight_decay=-0.0).weight_decay) == 1.0  # one cache key
+    assert runner.bounds(LIMITS).weight_decay == (0.0, 100.0)
+    with pytest.raises(ConfigError) as err:
+        check(weight_decay=-0.5)
+    assert str(err.value) == ("weight_decay=-0.5 is not allowed; allowed: number in [0, 100] "
+                              "(nearest allowed value: 0.0)")
+    with pytest.raises(ConfigError) as err:
+        check(weight_decay=1e3)
+    assert err.value.suggestion == 100.0
+
+
+@pytest.mark.parametrize("kw,optimizer,label", [
+    ({}, "SGD", "no regularization"),
+    ({"reg": "l2", "reg_strength": 1e-3}, "SGD", "L2 λ=0.001 in the loss"),
+    ({"weight_decay": 0.01}, "SGD", "decoupled weight decay wd=0.01"),
+    ({"optimizer": "adam", "weight_decay": 0.01}, "AdamW", "decoupled weight decay wd=0.01"),
+    ({"optimizer": "adam", "reg": "l1", "reg_strength": 2e-4, "weight_decay": 0.1}, "AdamW",
+     "L1 λ=0.0002 in the loss + decoupled weight decay wd=0.1"),
+    ({"optimizer": "adam", "reg": "l2", "reg_strength": 1e-3}, "Adam", "L2 λ=0.001 in the loss"),
+])
+def test_regularizer_and_optimizer_labels(kw, optimizer, label):
+    cfg = check(**kw)
+    assert cfg.optimizer_label == optimizer and cfg.regularizer_label == label
+
+
+def test_weight_decay_in_url_and_cli():
+    from runner import cli
+    from ui import params as P
+
+    issues, accepted = P.check_url({"wd": ["0.05"]}, LIMITS)
+    assert not issues and accepted == {"wd": 0.05}
+    assert P.config_from_values({**P.defaults(LIMITS), "wd": 0.05}, LIMITS).weight_decay == 0.05
+    issues, _ = P.check_url({"wd": ["-1"]}, LIMITS)
+    assert [(i.name, i.allowed) for i in issues] == [("wd (weight_decay)", "number in [0, 100]")]
+    assert "**wd (weight_decay)**" in issues[0].message()
+    plan = cli.plan(["run", "--optimizer", "adam", "--weight-decay", "1e-2"])
+    assert [c.weight_decay for c in plan.configs] == [0.01]
+    assert plan.configs[0].optimizer_label == "AdamW"
+    with pytest.raises(ConfigError) as err:
+        cli.plan(["run", "--weight-decay", "-1e-3"])
+    assert err.value.param == "weight_decay" and "[0, 100]" in str(err.value)
+
+
+def test_weight_decay_reaches_training_through_the_runner():
+    """The runner passes wd to training: with SGD, wd = 2λ reproduces L2 λ (if wd were
+    dropped, the wd run would be unregularised SGD and differ), and the two configs have
+    different cache keys."""
+    base = dict(width=4, n_train=24, n_val=10, epochs=2, top_k=2, lr=0.5)
+    l2 = check(**base, reg="l2", reg_strength=0.05)
+    wd = check(**base, weight_decay=0.1)
+    assert runner._run._key_config(l2) != runner._run._key_config(wd)
+    r_l2, r_wd = runner.run_configs([l2, wd], LIMITS, store=None)
+    for k in ("train_loss", "val_loss", "weight_norm", "rel_change"):
+        np.testing.assert_allclose(r_wd.metrics[k], r_l2.metrics[k], rtol=1e-5, err_msg=k)
+    np.testing.assert_allclose(r_wd.lambda_max, r_l2.lambda_max, rtol=1e-4)

@@ -21,12 +21,20 @@ def header(title: str, question: str, look_for: str, claim: str | None) -> None:
 def config_caption(view) -> None:
     """One line stating the sidebar configuration the page uses."""
     c = view.config
-    reg = "no regularization" if c.reg == "none" else f"{c.reg.upper()} λ={c.reg_strength:g}"
     batch = "full batch" if c.batch_size == 0 else f"batch {c.batch_size}"
     st.caption(f"Sidebar config: width {c.width} · n={c.n_train} · {c.epochs} epochs · "
-               f"{c.optimizer.upper()} η={c.lr:g} · {batch} · {reg} · seed {c.seed} · "
+               f"{c.optimizer_label} η={c.lr:g} · {batch} · {c.regularizer_label} · seed {c.seed} · "
                f"top-{c.top_k} · {PARAM_LABEL[c.parameterization]} param. · "
                f"showing {kernel_name(view.norm)}")
+
+
+def with_decay(title: str, config) -> str:
+    """A chart title that names an L1/L2 penalty, plus the decoupled weight decay (and the
+    optimizer it changes: Adam → AdamW) when the config has one, so the two regularisers
+    are never confused: "... (+ decoupled weight decay wd=0.01, AdamW)"."""
+    if not config.weight_decay:
+        return title
+    return f"{title} (+ {config.decay_label}, {config.optimizer_label})"
 
 
 def number_list(text: str, name: str, *, integer: bool = False, max_count: int | None = None):

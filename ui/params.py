@@ -97,6 +97,14 @@ def fields(limits: Limits) -> tuple[Field, ...]:
               help="Penalty on the weights (biases are not penalized): λ‖W‖₁ or λ‖W‖²."),
         Field("l", "reg_strength", "float", "Strength λ", 1e-3, *b.reg_strength, step=1e-4,
               help="Ignored when regularization is none."),
+        Field("wd", "weight_decay", "float", "Decoupled weight decay wd", 0.0, *b.weight_decay,
+              step=1e-4,
+              help="A step rule, not a loss term, on the weights (biases are not decayed): after "
+                   "each optimizer step θ ← θ − η·wd·θ, with η the learning rate (optax.adamw's "
+                   "convention, Loshchilov & Hutter 2019). With Adam this is AdamW. With SGD, "
+                   "wd = 2λ is exactly the L2 penalty λ‖W‖² above; with Adam the two differ: "
+                   "the L2 gradient is rescaled by Adam, the decay is not. 0 = off; it can be "
+                   "combined with the penalty."),
         Field("topk", "top_k", "int", "Top-k eigenvalues", min(10, b.top_k[1]), *b.top_k, step=1,
               help="Eigenvalues tracked at every epoch."),
         Field("norm", None, "choice", "Kernel normalization", NORM_RAW, options=NORMS,
@@ -106,7 +114,7 @@ def fields(limits: Limits) -> tuple[Field, ...]:
 
 
 URL_KEYS = ("width", "samples", "reg", "l", "epochs", "lr", "opt", "batch", "seed", "topk",
-            "norm", "param")
+            "norm", "param", "wd")
 
 
 def defaults(limits: Limits) -> dict[str, Any]:

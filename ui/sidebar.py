@@ -107,7 +107,7 @@ def _widget(f: P.Field, container) -> Any:
 _GROUPS = (
     ("Model and data", (("width", "samples"), ("param",), ("seed",))),
     ("Training", (("epochs", "lr"), ("opt",), ("batch",))),
-    ("Regularization", (("reg",), ("l",))),
+    ("Regularization", (("reg",), ("l",), ("wd",))),
     ("Spectrum", (("topk",), ("norm",))),
 )
 
@@ -189,7 +189,7 @@ def _safe_default(limits: runner.Limits) -> runner.ExperimentConfig:
 
 def _describe(c: runner.ExperimentConfig) -> str:
     return (f"width={c.width}, n={c.n_train}, epochs={c.epochs}, lr={c.lr:g}, "
-            f"{c.optimizer}, seed={c.seed}, top-k={c.top_k}")
+            f"{c.optimizer_label}, {c.regularizer_label}, seed={c.seed}, top-k={c.top_k}")
 
 
 @contextlib.contextmanager
