@@ -38,7 +38,6 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 import ntk_core as nc
 from cache import ResultStore
@@ -954,9 +953,9 @@ def _runs(p: TheoryProtocol, limits: Limits, store: ResultStore | None, progress
 
 
 def _one_blas_thread():
-    """One OpenBLAS thread for the NumPy analysis (mid-sized matmuls; see
-    ntk_core._src.kernel_motion._one_blas_thread for the measurement)."""
-    return threadpool_limits(limits=1, user_api="blas")
+    """One OpenBLAS thread for the NumPy analysis (re-entrant; see
+    ntk_core._src.kernel_motion.one_blas_thread for the measurement)."""
+    return km.one_blas_thread()
 
 
 def _nan(shape) -> np.ndarray:

@@ -168,6 +168,11 @@ def test_readout_nngp_is_the_output_covariance_averaged_over_the_output_layer(da
     """E over W2, b2 of (1/10)·Σ_k f_k f_kᵀ (hidden layer fixed) is the readout estimate —
     in both parameterizations, and its expectation is analytic_kernels' NNGP."""
     x = data.x_train[:8]
+    with km.one_blas_thread():        # once for the ~1000 small calls below
+        _readout_checks(x)
+
+
+def _readout_checks(x):
     for par, width in (("ntk", 30), ("standard", 30)):
         p = km.sample_init(11, width, par)
         want = km.empirical_nngp(p, x, parameterization=par)
@@ -184,6 +189,22 @@ def test_readout_nngp_is_the_output_covariance_averaged_over_the_output_layer(da
     mean = np.mean([km.empirical_nngp(km.sample_init(s, 50, "ntk"), x, parameterization="ntk")
                     for s in range(150)], axis=0)
     assert km.relative_frobenius(mean, nngp_inf) < 0.03
+
+
+def test_one_blas_thread_is_reentrant_and_limits_blas():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with km.one_blas_thread():
+        assert blas_threads() == {1}
+        with km.one_blas_thread():
+            assert blas_threads() == {1}
+        assert blas_threads() == {1}                     # the inner exit keeps the limit
+        km.frobenius_inner(*(2 * [km.kernel_factors(km.sample_init(0, 4, "ntk"), np.eye(3, 784),
+                                                    parameterization="ntk")]), np.eye(3, 784))
+        assert blas_threads() == {1}
 
 
 def test_kernel_regression_steps_match_explicit_gradient_descent():

@@ -39,7 +39,9 @@ with kernel K (``analytic_kernels``'s NNGP). Two estimates from one network:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -52,14 +54,37 @@ from ntk_core._src import model as _model
 DEFAULT_BLOCK = 512  # rows per slab: 512 × n × 8 bytes per kernel slab
 
 
-def _one_blas_thread(fn):
-    """Runs ``fn`` with one OpenBLAS thread. These matmuls are mid-sized (n ≈ 256–1000 rows):
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """One OpenBLAS thread inside the block. These matmuls are mid-sized (n ≈ 256–1000 rows):
     on the 2-core server, with XLA or other requests busy, two OpenBLAS threads spin against
     them — measured (256×512)·(512×256) float64: 1.3 ms with one thread, 28 ms with two under
-    load. Same policy as ``spectra.py`` for ARPACK's small products."""
+    load. Same policy as ``spectra.py`` for ARPACK's small products. Re-entrant: nested
+    blocks (and the functions of this module, which each use one) cost nothing, since
+    entering threadpoolctl's limit takes milliseconds."""
+    if getattr(_LOCAL, "depth", 0):
+        _LOCAL.depth += 1
+        try:
+            yield
+        finally:
+            _LOCAL.depth -= 1
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        _LOCAL.depth = 1
+        try:
+            yield
+        finally:
+            _LOCAL.depth = 0
+
+
+def _one_blas_thread(fn):
+    """Runs ``fn`` inside :func:`one_blas_thread`."""
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             return fn(*args, **kwargs)
     return wrapped
 
