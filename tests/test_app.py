@@ -482,3 +482,15 @@ def test_eigenvalues_below_the_roundoff_floor_are_counted_not_drawn():
     assert cdf["cdf"].iloc[0] == pytest.approx((spec.below_floor + 1) / 200)  # but they are counted
     assert cdf["trace_cdf"].iloc[-1] == pytest.approx(1.0)
     assert cdf["trace_cdf"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("key,value", [("width", "1e400"), ("seed", "-inf"), ("samples", "nan")])
+def test_non_finite_url_value_of_an_integer_widget_is_reported_not_raised(key, value):
+    """Streamlit 1.67 raises OverflowError seeding an int widget from ?width=1e400; the app
+    must turn it into the usual "not allowed" warning and the default value."""
+    at = open_app({**SMALL, key: value})
+    assert f"URL parameter **{key}" in texts(at.warning)
+    assert key not in at.query_params
+    at.switch_page("pages/training_dynamics.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]

@@ -89,6 +89,28 @@ def page_config() -> None:
     st.set_page_config(page_title="NTK Explorer", page_icon="🧠", layout="wide")
 
 
+def _url_overflow_is_invalid() -> None:
+    """Streamlit 1.67 seeds an int ``number_input`` from the URL with ``int(float(v))``; for
+    ``?width=1e400`` that raises OverflowError, which its seeding does not catch (it treats
+    ValueError/TypeError/IndexError as "invalid URL value: clear it and use the default").
+    Re-raise it as ValueError so a bad URL gets that same treatment instead of a traceback
+    (``P.check_url`` has already told the user). Idempotent; the only Streamlit patch."""
+    from streamlit.elements.widgets import number_input as ni
+
+    orig = ni.NumberInputSerde.deserialize
+    if getattr(orig, "_ntk_overflow_is_invalid", False):
+        return
+
+    def deserialize(self, ui_value):
+        try:
+            return orig(self, ui_value)
+        except OverflowError as exc:
+            raise ValueError(f"not a finite number: {exc}") from exc
+
+    deserialize._ntk_overflow_is_invalid = True
+    ni.NumberInputSerde.deserialize = deserialize
+
+
 def _widget(f: P.Field, container) -> Any:
     common = dict(key=f.key, help=f.help or None, bind="query-params")
     if f.kind == "int":
@@ -118,6 +140,7 @@ def render() -> View:
     Also writes any URL or config problems at the top of the main area.
     """
     limits = read_limits()
+    _url_overflow_is_invalid()
     # A hosted demo's visitors never see exception details (the server log keeps them).
     st.set_option("client.showErrorDetails", "none" if limits.is_hosted else "full")
     specs = {f.key: f for f in P.fields(limits)}
