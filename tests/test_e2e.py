@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,6 +238,12 @@ def test_bad_url_values_are_explained_not_crashed(server, browser):
         page.close()
 
 
+def _pixels(png: bytes):
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
 def test_eight_concurrent_sessions_compute_once_and_agree(server):
     """8 browser contexts ask the server for the same uncached config at once."""
     from playwright.async_api import async_playwright
@@ -271,5 +279,13 @@ def test_eight_concurrent_sessions_compute_once_and_agree(server):
         results = pool.submit(lambda: asyncio.run(main())).result()
     assert all(exc == 0 for exc, _, _ in results)
     assert len({best for _, best, _ in results}) == 1, [b for _, b, _ in results]
-    assert len({shot for _, _, shot in results}) == 1, "sessions drew different charts"
+    # Same data ⇒ same picture, up to anti-aliasing: a browser under load may rasterize a
+    # line's edge a few levels differently (seen: 190 pixels off by ≤ 22/255), while a
+    # chart of different data moves whole lines (thousands of pixels).
+    ref = _pixels(results[0][2])
+    for _, _, shot in results[1:]:
+        px = _pixels(shot)
+        assert px.shape == ref.shape, "sessions drew charts of different sizes"
+        changed = np.any(px != ref, axis=-1)
+        assert changed.mean() < 0.002, f"sessions drew different charts ({changed.sum()} pixels differ)"
     assert _trainings(server["log"]) - before == 1, "the shared config was trained more than once"

@@ -113,6 +113,8 @@ SMALL = {"width": "8", "samples": "100", "epochs": "2"}
 def test_fuzzed_url_on_every_page_never_raises(page, data, request, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
+    if page == "pages/findings.py":  # the quick protocol, computed once for the session
+        monkeypatch.setenv("NTK_CACHE_DIR", str(request.getfixturevalue("quick_findings")[0]))
     if page in ("pages/kernel_motion.py", "pages/infinite_width.py"):  # their tiny protocol, cached
         monkeypatch.setenv("NTK_CACHE_DIR", str(request.getfixturevalue("tiny_theory")[0]))
         monkeypatch.setenv("NTK_THEORY_QUICK", "tiny")
