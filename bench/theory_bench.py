@@ -42,6 +42,8 @@ OUT = ROOT / "bench" / "last_theory_bench.json"
 PAGES = {
     "kernel-motion": "pages/kernel_motion.py",
     "infinite-width": "pages/infinite_width.py",
+    "linearized": "pages/linearized.py",
+    "stability": "pages/stability.py",
 }
 
 _CLEAN = ("NTK_HOSTED", "NTK_MAX_N", "NTK_MAX_WIDTH", "NTK_MAX_EPOCHS", "NTK_MAX_TOPK",
@@ -80,7 +82,9 @@ def _cli(command: str, env: dict[str, str]) -> dict:
             "status": obj["status"], "runner_seconds": obj["seconds"],
             "compute_seconds": obj["compute_seconds"], "config_hash": obj["config_hash"],
             "protocol": obj["protocol_settings"],
-            "verdicts": {f"{v['id']}/{v['parameterization']}": v["verdict"] for v in obj["verdicts"]}}
+            "verdicts": {f"{v['id']}/{v['parameterization']}"
+                         + (f"/lr={v['lr']:g}" if v.get("lr") is not None else ""): v["verdict"]
+                         for v in obj["verdicts"]}}
 
 
 def _page(page: str, cache_dir: Path) -> dict:
