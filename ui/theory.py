@@ -65,13 +65,16 @@ class _TheoryReporter(Reporter):
         self.bar.progress(min(max(f, 0.0), 1.0), text=text)
 
 
-def compute(fn: Callable[..., Any], protocol: Any, label: str):
-    """The page's one runner call (``runner.kernel_motion`` or ``runner.infinite_width``), or None
-    after showing the error. A cached result shows no status box."""
-    cached = runner.cached_theory(protocol, store())
+def compute(fn: Callable[..., Any], protocol: Any, label: str, *,
+            cached_fn: Callable[..., Any] = runner.cached_theory,
+            reporter: type[Reporter] = _TheoryReporter):
+    """The page's one runner call (``runner.kernel_motion``, ``runner.infinite_width``, or with
+    ``cached_fn=runner.cached_dynamics`` the dynamics pages'), or None after showing the
+    error. A cached result shows no status box."""
+    cached = cached_fn(protocol, store())
     if cached is not None:
         return cached
-    rep = _TheoryReporter(label)
+    rep = reporter(label)
     try:
         res = fn(protocol, current_limits(), store=store(), progress=rep.callback)
     except runner.ConfigError as exc:

@@ -11,7 +11,6 @@ the chart is exactly the data plotted (as in :mod:`ui.charts`).
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, Callable
 
 import altair as alt
@@ -20,12 +19,10 @@ import streamlit as st
 
 import runner
 from runner import _theory_dynamics as td
-from ui import charts
+from ui import charts, theory
 from ui.findings import BADGE
 from ui.progress import Reporter
 from ui.sidebar import current_limits, store
-
-_log = logging.getLogger(__name__)
 
 
 class _DynamicsReporter(Reporter):
@@ -44,27 +41,8 @@ class _DynamicsReporter(Reporter):
 def compute(fn: Callable[..., Any], protocol: td.DynamicsProtocol, label: str):
     """The page's one runner call, or None after showing the error. A cached result shows
     no status box."""
-    cached = td.cached_dynamics(protocol, store())
-    if cached is not None:
-        return cached
-    rep = _DynamicsReporter(label)
-    try:
-        res = fn(protocol, current_limits(), store=store(), progress=rep.callback)
-    except runner.ConfigError as exc:
-        rep.fail(f"{label}: invalid setting")
-        st.error(f"Invalid setting — {exc}")
-        return None
-    except Exception as exc:  # any engine failure becomes a message, never a traceback
-        rep.fail(f"{label}: failed")
-        _log.exception("%s failed", label)
-        if current_limits().is_hosted:
-            st.error(f"{label} failed. The error was logged on the server.")
-        else:
-            st.error(f"{label} failed — {type(exc).__name__}: {exc}")
-        return None
-    where = "computed and cached" if res.status == "computed" else "computed (cache disabled)"
-    rep.complete(f"{label} — {where} in {res.compute_seconds:.0f} s")
-    return res
+    return theory.compute(fn, protocol, label, cached_fn=runner.cached_dynamics,
+                          reporter=_DynamicsReporter)
 
 
 def choose_protocol(factory: Callable[[str, runner.Limits], td.DynamicsProtocol], key: str,
