@@ -1281,22 +1281,9 @@ def theory_table(res: TheoryResult) -> str:
 
 
 def _cmd(fn: Callable[..., TheoryResult]) -> Callable[[Any], int]:
-    def handler(plan: Any) -> int:
-        from runner import cli  # the CLI's session: store, progress bar, cache notices
+    from runner import cli  # imports this module only inside its parser builder
 
-        args = plan.args
-        proto = _protocol_for(args, plan.limits)
-        with cli._Session(args) as s:
-            store = s.open_store()
-            res = fn(proto, plan.limits, store=store, progress=s.bar)
-            s.bar.clear()
-            if args.json:
-                cli._write_stdout(cli._dumps(res.to_json()) + "\n")
-            else:
-                cli._write_stdout(theory_table(res))
-        return 0
-
-    return handler
+    return cli.theory_command(fn, _protocol_for, theory_table)
 
 
 cmd_kernel_motion = _cmd(kernel_motion)

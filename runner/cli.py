@@ -527,6 +527,23 @@ def cmd_sweep(p: Plan) -> int:
     return 0
 
 
+def theory_command(fn, protocol_for, table):
+    """CLI handler of a theory page's command: the protocol from the flags (already
+    validated by ``plan``), one runner call with the progress bar, then ONE JSON object
+    (``--json``) or the table."""
+    def handler(p: Plan) -> int:
+        args = p.args
+        proto = protocol_for(args, p.limits)
+        with _Session(args) as s:
+            store = s.open_store()
+            res = fn(proto, p.limits, store=store, progress=s.bar)
+            s.bar.clear()
+            _write_stdout(_dumps(res.to_json()) + "\n" if args.json else table(res))
+        return 0
+
+    return handler
+
+
 def cmd_findings(p: Plan) -> int:
     from runner import _findings
 
