@@ -46,7 +46,7 @@ from runner import _run
 from runner._admission import ADMISSION
 from runner._config import ConfigError, ExperimentConfig, Limits, estimate_memory_mb, validate_config
 from runner._types import Progress, ProgressFn, Stage
-from runner._verdicts import Verdict, _fit, _t975
+from runner._verdicts import Verdict, _fit, _plain, _t975
 
 DYNAMICS_VERSION = 1
 
@@ -622,22 +622,6 @@ class DynamicsResult:
                 "compute_seconds": round(self.compute_seconds, 3)}
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
 def _key(p: DynamicsProtocol) -> dict[str, Any]:
     return {"command": p.command, "protocol": p.key, "dynamics_version": DYNAMICS_VERSION}
 
@@ -667,7 +651,7 @@ def _cached_or_compute(p: DynamicsProtocol, limits: Limits, store: ResultStore |
         on_wait = (lambda pos, total: progress(Progress(Stage.QUEUED, pos, total))) if progress else None
         with ADMISSION.admit(memory_mb(p), on_wait):
             data, verdicts = compute()
-        text = json.dumps({"data": _jsonable(data), "verdicts": [v.to_json() for v in verdicts]},
+        text = json.dumps({"data": _plain(data, json=True), "verdicts": [v.to_json() for v in verdicts]},
                           allow_nan=False)
         return {"json": text, "seconds": float(time.monotonic() - t0)}
 

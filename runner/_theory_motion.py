@@ -830,22 +830,6 @@ class TheoryResult:
                 "seconds": round(self.seconds, 3), "compute_seconds": round(self.compute_seconds, 3)}
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
 def _key(p: TheoryProtocol) -> dict[str, Any]:
     return {"command": p.command, "protocol": p.key, "theory_version": THEORY_VERSION,
             "result_version": _run.RESULT_VERSION}
@@ -1082,7 +1066,7 @@ def kernel_motion(p: TheoryProtocol, limits: Limits, *, store: ResultStore | Non
                     TheoryVerdict(judge_alignment_rises(alignment=align, **kw), par),
                     TheoryVerdict(judge_alignment_less_for_wider(alignment=align, **kw), par),
                 ]
-        return _jsonable(data), verdicts
+        return _plain(data, json=True), verdicts
 
     return _cached_or_compute(p, limits, store, compute)
 
@@ -1223,7 +1207,7 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
             TheoryVerdict(judge_rate(claim_id="inf_nngp_rate", widths=widths, rel_err=err["sp_nngp"],
                                      parameterization="standard"), "standard"),
         ]
-        return _jsonable(data), verdicts
+        return _plain(data, json=True), verdicts
 
     return _cached_or_compute(p, limits, store, compute)
 

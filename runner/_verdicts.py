@@ -96,7 +96,9 @@ def _plain(x: Any, *, json: bool = False) -> Any:
     non-finite floats → None."""
     if isinstance(x, dict):
         return {str(k): _plain(v, json=json) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
+    if isinstance(x, np.ndarray):
+        return _plain(x.tolist(), json=json)  # also a 0-d array → its scalar
+    if isinstance(x, (list, tuple)):
         return [_plain(v, json=json) for v in x]
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
