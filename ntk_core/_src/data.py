@@ -203,18 +203,20 @@ def fetch_fashion_mnist(cache_dir: str | Path | None = None, mirrors: tuple[str,
         raise DataUnavailable(f"Fashion-MNIST: {exc}") from None
 
 
+def _train_then_test(paths: dict, problems: list[str], name: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """The fetched idx files as one pool, train then test: (x, labels, notice)."""
+    xs, ys = zip(*(_to_arrays(_read_idx(paths[f"{split}-images-idx3-ubyte.gz"]),
+                              _read_idx(paths[f"{split}-labels-idx1-ubyte.gz"]))
+                   for split in ("train", "t10k")))
+    note = f"{name} loaded after skipping failed mirrors: " + "; ".join(problems) if problems else ""
+    return np.concatenate(xs), np.concatenate(ys), note
+
+
 @functools.lru_cache(maxsize=2)
 def _load_fashion_cached(cache_dir: str | None, mirrors: tuple[str, ...], files: tuple | None
                          ) -> tuple[np.ndarray, np.ndarray, str]:
     paths, problems = fetch_fashion_mnist(cache_dir, mirrors, dict(files) if files else None)
-    xs, ys = [], []
-    for split in ("train", "t10k"):
-        x, y = _to_arrays(_read_idx(paths[f"{split}-images-idx3-ubyte.gz"]),
-                          _read_idx(paths[f"{split}-labels-idx1-ubyte.gz"]))
-        xs.append(x)
-        ys.append(y)
-    note = ("Fashion-MNIST loaded after skipping failed mirrors: " + "; ".join(problems)) if problems else ""
-    return np.concatenate(xs), np.concatenate(ys), note
+    return _train_then_test(paths, problems, "Fashion-MNIST")
 
 
 def load_fashion_mnist(cache_dir: str | None = None, mirrors: tuple[str, ...] | None = None,
@@ -234,32 +236,20 @@ def load_fashion_mnist(cache_dir: str | None = None, mirrors: tuple[str, ...] | 
     """
     mirrors = fashion_mirrors_from_env() if mirrors is None else tuple(mirrors)
     key = ("fashion_mnist", cache_dir, mirrors)
-    with _FAILURES_LOCK:
-        failed = _FAILURES.get(key)
-    now = time.monotonic()
-    if failed is not None and now - failed[0] < FAILURE_TTL_S:
-        raise DataUnavailable(f"Fashion-MNIST unavailable (download failed {now - failed[0]:.0f} s ago: "
-                              f"{failed[1]}; mirrors are tried again in "
-                              f"{FAILURE_TTL_S - (now - failed[0]):.0f} s)")
+    failed = _recent_failure(key)
+    if failed:
+        raise DataUnavailable(f"Fashion-MNIST unavailable ({failed})")
     try:
         return _load_fashion_cached(cache_dir, mirrors, tuple(sorted(files.items())) if files else None)
     except DataUnavailable as exc:
-        with _FAILURES_LOCK:
-            _FAILURES[key] = (time.monotonic(), str(exc)[:300])
+        _remember_failure(key, exc)
         raise
 
 
 @functools.lru_cache(maxsize=1)
 def _load_full_cached(cache_dir: str | None, mirrors: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, str]:
     paths, problems = fetch_full(cache_dir, mirrors)
-    xs, ys = [], []
-    for split in ("train", "t10k"):
-        x, y = _to_arrays(_read_idx(paths[f"{split}-images-idx3-ubyte.gz"]),
-                          _read_idx(paths[f"{split}-labels-idx1-ubyte.gz"]))
-        xs.append(x)
-        ys.append(y)
-    note = ("full MNIST loaded after skipping failed mirrors: " + "; ".join(problems)) if problems else ""
-    return np.concatenate(xs), np.concatenate(ys), note
+    return _train_then_test(paths, problems, "full MNIST")
 
 
 # How long a failed download of the full set is remembered before it is tried again: a
@@ -267,6 +257,23 @@ def _load_full_cached(cache_dir: str | None, mirrors: tuple[str, ...]) -> tuple[
 FAILURE_TTL_S = 600.0
 _FAILURES: dict[tuple, tuple[float, str]] = {}
 _FAILURES_LOCK = threading.Lock()
+
+
+def _recent_failure(key: tuple) -> str:
+    """"download failed … s ago: …; mirrors are tried again in … s" while a failure of
+    ``key`` is remembered, else ""."""
+    with _FAILURES_LOCK:
+        failed = _FAILURES.get(key)
+    age = time.monotonic() - failed[0] if failed is not None else FAILURE_TTL_S
+    if age >= FAILURE_TTL_S:
+        return ""
+    return (f"download failed {age:.0f} s ago: {failed[1]}; mirrors are tried again in "
+            f"{FAILURE_TTL_S - age:.0f} s")
+
+
+def _remember_failure(key: tuple, exc: Exception) -> None:
+    with _FAILURES_LOCK:
+        _FAILURES[key] = (time.monotonic(), str(exc)[:300])
 
 
 def forget_download_failures() -> None:
@@ -299,21 +306,15 @@ def load_pool(dataset: str = "bundled", *, cache_dir: str | None = None,
         raise ValueError(f"dataset={dataset!r}; allowed: {', '.join(DATASETS)}")
     mirrors = mirrors_from_env() if mirrors is None else tuple(mirrors)
     key = (cache_dir, mirrors)
-    with _FAILURES_LOCK:
-        failed = _FAILURES.get(key)
-    now = time.monotonic()
-    if failed is not None and now - failed[0] < FAILURE_TTL_S:
+    failed = _recent_failure(key)
+    if failed:
         x, y = load_bundled()
-        wait = FAILURE_TTL_S - (now - failed[0])
-        return x, y, "bundled", (f"full MNIST unavailable (download failed {now - failed[0]:.0f} s ago: "
-                                 f"{failed[1]}; mirrors are tried again in {wait:.0f} s); "
-                                 "using the bundled 10k test set")
+        return x, y, "bundled", f"full MNIST unavailable ({failed}); using the bundled 10k test set"
     try:
         x, y, note = _load_full_cached(cache_dir, mirrors)
         return x, y, "full", note
     except DataUnavailable as exc:
-        with _FAILURES_LOCK:
-            _FAILURES[key] = (time.monotonic(), str(exc)[:300])
+        _remember_failure(key, exc)
         _log.warning("full MNIST unavailable, using the bundled set for %.0f s: %s", FAILURE_TTL_S, exc)
         x, y = load_bundled()
         return x, y, "bundled", f"full MNIST unavailable ({exc}); using the bundled 10k test set"
