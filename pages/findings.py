@@ -15,6 +15,7 @@ layout.header(
     "stated rule over 3 seeds, never written by hand. Open a card's details for the statistic, "
     "the criterion, the per-seed numbers, the protocol and what theory says.",
     None)  # ten claims: each card quotes its own, in the study's words
+layout.fixed_network_note(view)
 
 try:
     quick = runner.protocol("quick", view.limits)

@@ -22,10 +22,15 @@ layout.header(
     runner.CLAIMS["width_1_rank_1"].quote + "; " + runner.CLAIMS["width_dip_rise_flatten"].quote)
 layout.config_caption(view)
 
-GRID = [w for w in (2 ** i for i in range(13)) if w <= view.limits.max_width]
-DEFAULT = [w for w in (1, 2, 4, 8, 16, 32, 64, 128, 256) if w in GRID][-view.limits.max_grid:]
+# The CNN's width is its channel count (a smaller range); without the closed form every
+# width is its own compiled program and its kernel the slower generic one: fewer defaults.
+WIDTH_NAME = "channels" if cfg.arch == "cnn" else "hidden width"
+GRID = [w for w in (2 ** i for i in range(13)) if w <= runner.bounds(view.limits, arch=cfg.arch).width[1]]
+DEFAULT = ([w for w in (1, 2, 4, 8, 16, 32, 64, 128, 256) if w in GRID] if cfg.closed_form
+           else [w for w in ((1, 2, 4, 8) if cfg.arch == "cnn" else (1, 4, 16, 64)) if w in GRID])[-view.limits.max_grid:]
 c1, c2 = st.columns([2, 1])
-widths = c1.multiselect("Widths (log₂ grid)", GRID, default=DEFAULT, key="width_values",
+widths = c1.multiselect(f"Widths ({WIDTH_NAME}, log₂ grid)", GRID, default=DEFAULT,
+                        key="width_values" if cfg.closed_form else f"width_values_{cfg.arch}{cfg.depth}",
                         max_selections=view.limits.max_grid,
                         help="The largest widths take longest to train.")
 epoch = c2.slider("Epoch", 0, cfg.epochs, 0, key="width_epoch",
@@ -45,7 +50,7 @@ if out is not None:
     for col, (name, q) in zip((left, right), (("λ_max", "lambda_max"), ("trace", "trace"))):
         with col:
             part = df[["width", "epoch", q, f"analytic_{q}"]]
-            charts.show(charts.points_with_line(part, "width", q, f"analytic_{q}", x_title="hidden width",
+            charts.show(charts.points_with_line(part, "width", q, f"analytic_{q}", x_title=WIDTH_NAME,
                                                 y_title=data.axis_title(name, K, P), line_label=REF_SHORT,
                                                 x_scale="log2", y_scale="auto",
                                                 title=f"{name} vs width (epoch {epoch})"),
@@ -61,7 +66,7 @@ if out is not None:
                     f"({view.limits.max_dense_n}), where only an SLQ estimate of the density exists.")
         else:
             charts.show(charts.lines(rank, "width", "value", color="measure", color_title=None,
-                                     x_scale="log2", y_scale="log", x_title="hidden width",
+                                     x_scale="log2", y_scale="log", x_title=WIDTH_NAME,
                                      y_title="rank of the whole spectrum (1 = rank-1)",
                                      title=f"Whole-spectrum rank vs width (epoch {epoch})"),
                         rank, f"rank_vs_width_epoch{epoch}")

@@ -8,6 +8,10 @@ Validate once at the entry (``validate_config``), then pass the config and the l
     result = runner.run(config, limits, store=runner.open_store())
 """
 
+from runner._config import ARCHS
+from runner._config import DATASET_LABELS
+from runner._config import DATASETS
+from runner._config import MAX_CNN_CHANNELS
 from runner._config import Bounds
 from runner._config import ConfigError
 from runner._config import ExperimentConfig
@@ -24,7 +28,10 @@ from runner._findings import protocol
 from runner._malloc import trim_heap
 from runner._malloc import tune_allocator
 from runner._run import COUNTERS
+from runner._run import GENERIC_SPECTRUM_EPOCHS
 from runner._run import GRID_PARAMS
+from runner._run import apply_fn_of
+from runner._run import spectrum_epochs
 from runner._run import RunResult
 from runner._run import analytic_reference
 from runner._run import configure_jax_cache
@@ -60,6 +67,13 @@ from runner._verdicts import RULES
 from runner._verdicts import Verdict
 
 __all__ = (
+    "ARCHS",
+    "GENERIC_SPECTRUM_EPOCHS",
+    "apply_fn_of",
+    "spectrum_epochs",
+    "DATASET_LABELS",
+    "DATASETS",
+    "MAX_CNN_CHANNELS",
     "DYNAMICS_CLAIMS",
     "DynamicsProtocol",
     "DynamicsResult",

@@ -21,11 +21,14 @@ from typing import Any, NamedTuple
 REG_KINDS = ("none", "l1", "l2")
 OPTIMIZERS = ("sgd", "adam")
 PARAMETERIZATIONS = ("standard", "ntk")
-DATASETS = ("bundled", "full")
+DATASETS = ("bundled", "full", "fashion_mnist")
+ARCHS = ("mlp", "cnn")
 
 # Upper bounds that hold whatever the environment says: beyond them the model or the
 # optimiser stops making sense, not just the machine.
 HARD_MAX_WIDTH = 4096
+MAX_DEPTH = 4            # hidden layers of the MLP (ntk_core.Architecture's range)
+MAX_CNN_CHANNELS = 32    # the CNN's width is its channel count; its generic kernel is slow beyond that
 HARD_MAX_LR = 100.0
 HARD_MAX_REG = 100.0
 HARD_MAX_WEIGHT_DECAY = 100.0
@@ -121,7 +124,12 @@ class ExperimentConfig:
     """One training run and its spectra. All fields are validated by :func:`validate_config`.
 
     Attributes:
-      width: hidden units of the one-hidden-layer ReLU MLP, 1..4096.
+      arch: "mlp" (ReLU MLP of ``depth`` hidden layers of ``width`` units) or "cnn" (the
+        small CNN of ``ntk_core.Architecture``: two 3×3 conv layers of ``width`` channels,
+        1..64, then a dense readout).
+      depth: hidden layers of the MLP, 1..4 (1 = the study's one-hidden-layer MLP, whose NTK
+        has the closed form); always 1 for the CNN (one cache key per network).
+      width: hidden units of every hidden layer of the MLP, 1..4096; channels of the CNN.
       n_train: training samples n (class-stratified subsample).
       n_val: validation samples (disjoint from training).
       reg: "none", "l1" (λ‖W‖₁) or "l2" (λ‖W‖²); weights only, biases are not penalised.
@@ -139,9 +147,12 @@ class ExperimentConfig:
       parameterization: "standard" (PyTorch-style) or "ntk".
       top_k: number of top eigenvalues tracked per epoch.
       patience: early-stopping patience in epochs (reported, never truncates training).
-      dataset: "bundled" (10k MNIST test set shipped with the repo) or "full" (70k, downloaded).
+      dataset: "bundled" (10k MNIST test set shipped with the repo), "full" (70k MNIST,
+        downloaded) or "fashion_mnist" (70k Fashion-MNIST, downloaded; never replaced by MNIST).
     """
 
+    arch: str = "mlp"
+    depth: int = 1
     width: int = 128
     n_train: int = 1000
     n_val: int = 500
@@ -167,6 +178,28 @@ class ExperimentConfig:
     @property
     def full_batch(self) -> bool:
         return self.batch_size == 0 or self.batch_size >= self.n_train
+
+    @property
+    def closed_form(self) -> bool:
+        """True for the one-hidden-layer MLP: its NTK has a closed form; every other
+        network's kernel comes from the generic matrix-free path (ntk_vp)."""
+        return self.arch == "mlp" and self.depth == 1
+
+    @property
+    def ntk_method(self) -> str:
+        """"closed_form" or "ntk_vp": how this network's empirical NTK is computed."""
+        return "closed_form" if self.closed_form else "ntk_vp"
+
+    @property
+    def arch_label(self) -> str:
+        """"MLP 1×128", "MLP 3×128" (hidden layers × width) or "CNN 8 ch"."""
+        if self.arch == "cnn":
+            return f"CNN {self.width} ch"
+        return f"MLP {self.depth}×{self.width}"
+
+    @property
+    def dataset_label(self) -> str:
+        return DATASET_LABELS[self.dataset]
 
     @property
     def optimizer_label(self) -> str:
@@ -196,7 +229,8 @@ class ExperimentConfig:
 FIELDS = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
 
 # Pool sizes per dataset (training + validation must fit inside).
-POOL_SIZE = {"bundled": 10_000, "full": 70_000}
+POOL_SIZE = {"bundled": 10_000, "full": 70_000, "fashion_mnist": 70_000}
+DATASET_LABELS = {"bundled": "MNIST 10k (bundled)", "full": "MNIST 70k", "fashion_mnist": "Fashion-MNIST 70k"}
 
 
 class Bounds(NamedTuple):
@@ -205,6 +239,7 @@ class Bounds(NamedTuple):
     open (lr > 0)."""
 
     width: tuple[int, int]
+    depth: tuple[int, int]
     n_train: tuple[int, int]
     n_val: tuple[int, int]
     reg_strength: tuple[float, float]
@@ -218,7 +253,7 @@ class Bounds(NamedTuple):
 
 
 def bounds(limits: Limits, dataset: str = "bundled", n_val: int | None = None,
-           n_train: int | None = None) -> Bounds:
+           n_train: int | None = None, arch: str = "mlp") -> Bounds:
     """Allowed ranges given the limits and, for the dependent fields, the dataset's pool,
     n_val (training + validation must fit in the pool) and n_train (batch, top-k ≤ n).
 
@@ -229,7 +264,8 @@ def bounds(limits: Limits, dataset: str = "bundled", n_val: int | None = None,
     n_val = ExperimentConfig.n_val if n_val is None else n_val
     max_n = max(min(limits.max_n, pool - n_val), MIN_N_TRAIN)
     n = max_n if n_train is None else n_train
-    return Bounds(width=(1, limits.max_width), n_train=(MIN_N_TRAIN, max_n),
+    max_width = min(limits.max_width, MAX_CNN_CHANNELS) if arch == "cnn" else limits.max_width
+    return Bounds(width=(1, max_width), depth=(1, MAX_DEPTH), n_train=(MIN_N_TRAIN, max_n),
                   n_val=(MIN_N_VAL, min(MAX_N_VAL, pool - MIN_N_TRAIN)),
                   reg_strength=(0.0, HARD_MAX_REG), weight_decay=(0.0, HARD_MAX_WEIGHT_DECAY),
                   lr=(0.0, HARD_MAX_LR),
@@ -363,7 +399,11 @@ def _parse_fields(raw: dict[str, Any], limits: Limits) -> ExperimentConfig:
 
     out: dict[str, Any] = {}
     out["dataset"] = _parse_choice("dataset", d["dataset"], DATASETS)
-    out["width"] = _parse_int("width", d["width"], *bounds(limits).width)
+    out["arch"] = _parse_choice("arch", d["arch"], ARCHS)
+    out["depth"] = _parse_int("depth", d["depth"], *bounds(limits).depth)
+    if out["arch"] == "cnn":
+        out["depth"] = 1  # the CNN has one layout: one cache key whatever depth was passed
+    out["width"] = _parse_int("width", d["width"], *bounds(limits, arch=out["arch"]).width)
     out["n_val"] = _parse_int("n_val", d["n_val"], *bounds(limits, out["dataset"]).n_val)
     out["n_train"] = _parse_int("n_train", d["n_train"],
                                 *bounds(limits, out["dataset"], out["n_val"]).n_train)
@@ -398,13 +438,37 @@ def estimate_memory_mb(config: ExperimentConfig, limits: Limits, runs: int = 1) 
       Megabytes (float).
     """
     w, n, e = config.width, config.n_train, config.epochs
-    n_params = 784 * w + w + 10 * w + 10
+    n_params = num_params(config.arch, w, config.depth)
     ckpt = 2 * runs * (e + 1) * n_params * 4                 # device result + host copy
     opt = runs * 4 * n_params * 4                            # params, grads, Adam moments
     data = 2 * (n + config.n_val) * 784 * 4
-    acts = runs * 4 * max(n if config.batch_size == 0 else config.batch_size, config.n_val) * w * 4
-    kernel = 4 * n * n * 4 if n <= limits.max_dense_n else 4 * n * w * 4
+    rows = max(n if config.batch_size == 0 else config.batch_size, config.n_val)
+    acts = runs * 4 * rows * activations_per_sample(config.arch, w, config.depth) * 4
+    if config.closed_form:
+        kernel = 4 * n * n * 4 if n <= limits.max_dense_n else 4 * n * w * 4
+    else:
+        # ntk_vp: chunked vjp/jvp intermediates (ntk_core's 2²⁴-float budget), 10 + 1
+        # parameter-space vectors, the float64 operator vectors, and the dense kernel of
+        # the whole-spectrum page when n ≤ max_dense_n.
+        kernel = (2**24 + 11 * n_params + 40 * n) * 4
+        kernel += 2 * n * n * 8 if n <= limits.max_dense_n else 0
     return (ckpt + opt + data + acts + kernel) / 2**20
+
+
+def num_params(arch: str, width: int, depth: int = 1) -> int:
+    """Trainable parameters of a network (the same count as ``ntk_core.Architecture``)."""
+    if arch == "cnn":
+        c = width
+        return 10 * c + (9 * c + 1) * c + (196 * c + 1) * 10
+    return (784 + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * 10
+
+
+def activations_per_sample(arch: str, width: int, depth: int = 1) -> int:
+    """Floats one sample's forward pass keeps for the backward pass (order of magnitude):
+    the hidden activations, and for the CNN its im2col patches too."""
+    if arch == "cnn":
+        return (28 * 28 + 14 * 14) * width * 2 + 28 * 28 * 9 + 14 * 14 * 9 * width
+    return depth * width
 
 
 def _largest_fitting(config: ExperimentConfig, name: str, limits: Limits, runs: int) -> int | None:

@@ -23,13 +23,20 @@ from runner._malloc import trim_heap
 from runner._types import Progress, ProgressFn, ReferenceResult, SpectrumResult, Stage
 
 # Bumped whenever the meaning of a stored value changes (on top of the store's own schema).
-RESULT_VERSION = 6
+RESULT_VERSION = 7
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")
 # Padding a width (or, full batch, a sample count) to a group's largest costs compute:
 # a group is split until its padded cost is at most this multiple of the unpadded one.
 PAD_COST_FACTOR = 3.0
+
+# Networks without a closed-form NTK (deep MLPs, the CNN) get their per-epoch spectrum from
+# the generic matrix-free operator, ~K = 10 vjp/jvp passes per product (bench/run.py
+# --only ntk_vp): at most this many evenly spaced epochs (always init, the final epoch and
+# the best-validation epoch) carry a top-k and trace; the others are NaN and charts
+# draw only the computed epochs.
+GENERIC_SPECTRUM_EPOCHS = 11
 
 # Stored checkpoints beyond this size keep only init, best and final epochs.
 MAX_CHECKPOINT_BYTES = 256 * 2**20
@@ -138,7 +145,9 @@ class RunResult:
         and including ``stop_epoch`` (= best_epoch when training never stalled).
       lanczos_residual: (E+1,) max relative residual ‖Θv − λv‖/|λ| of each epoch's top-k
         solve (NaN where skipped). lanczos_converged: (E+1,) bool.
-      spectrum_method: "dense" or "matrix_free".
+      spectrum_method: "dense" or "matrix_free" (closed form of the one-hidden MLP), or
+        "ntk_vp" (every other network: the generic matrix-free vjp/jvp operator, top-k
+        and trace at :func:`spectrum_epochs` only, NaN at the other epochs).
       data_source: "bundled" or "full"; notice: message for the user ("" if none).
       checkpoint_epochs: epochs whose params are stored (all, or init/best/final when large).
     """
@@ -232,7 +241,15 @@ def _split_for(config: ExperimentConfig) -> nc.Split:
 def _resolve_dataset(config: ExperimentConfig, limits: Limits) -> tuple[ExperimentConfig, str]:
     """The config actually computable and a notice: a request for the full set while the
     full set cannot be fetched becomes the same request on the bundled set (stored under
-    the bundled key, never under the full one), or a ConfigError when it does not fit."""
+    the bundled key, never under the full one), or a ConfigError when it does not fit.
+    Fashion-MNIST is never replaced by MNIST: when it cannot be fetched, a ConfigError."""
+    if config.dataset == "fashion_mnist":
+        try:
+            _, _, _, notice = nc.load_pool("fashion_mnist")
+        except nc.DataUnavailable as exc:
+            raise ConfigError("dataset", "fashion_mnist", f"a dataset that can be loaded here: {exc}",
+                              "bundled") from None
+        return config, notice
     if config.dataset != "full":
         return config, ""
     _, _, source, notice = nc.load_pool("full")
@@ -254,8 +271,9 @@ def _check(config: Any) -> ExperimentConfig:
 
 def _fusable_key(c: ExperimentConfig) -> tuple:
     """Configs with equal keys train in one compiled program: they may differ in λ, lr,
-    seed and width (zero-padded), and in n when training is full batch (masked samples)."""
-    shape = dataclasses.replace(c, reg_strength=0.0, lr=1.0, seed=0, width=0,
+    seed and width (zero-padded; the one-hidden MLP only), and in n when training is full
+    batch (masked samples)."""
+    shape = dataclasses.replace(c, reg_strength=0.0, lr=1.0, seed=0, width=0 if c.closed_form else c.width,
                                 n_train=0 if c.batch_size == 0 else c.n_train,
                                 top_k=0, patience=0)
     return tuple(sorted(shape.to_dict().items()))
@@ -290,6 +308,25 @@ def _chunks(idx: list[int], cfgs: Sequence[ExperimentConfig], limits: Limits) ->
     return out
 
 
+def spectrum_epochs(epochs: int, best_epoch: int, closed_form: bool) -> np.ndarray:
+    """(E+1,) bool: the epochs whose top-k and trace are computed — all of them with the
+    closed form, else :data:`GENERIC_SPECTRUM_EPOCHS` evenly spaced ones plus the best
+    validation epoch."""
+    if closed_form or epochs + 1 <= GENERIC_SPECTRUM_EPOCHS:
+        return np.ones(epochs + 1, bool)
+    chosen = np.zeros(epochs + 1, bool)
+    chosen[np.unique(np.round(np.linspace(0, epochs, GENERIC_SPECTRUM_EPOCHS)).astype(int))] = True
+    chosen[best_epoch] = True
+    return chosen
+
+
+def apply_fn_of(config: ExperimentConfig):
+    """The network's ``f(params, x)`` for the generic NTK, or None for the closed form."""
+    if config.closed_form:
+        return None
+    return nc.Architecture(config.arch, config.width, config.depth, config.parameterization).apply
+
+
 def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
                   progress: ProgressFn | None) -> list[RunResult]:
     """Trains fusable configs (see :func:`_fusable_key`) in ONE compiled program with
@@ -306,7 +343,8 @@ def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
                         reg_strengths=[c.reg_strength for c in configs], lrs=[c.lr for c in configs],
                         seeds=[c.seed for c in configs], parameterization=base.parameterization,
                         reg=base.reg, optimizer=base.optimizer, epochs=base.epochs,
-                        batch_size=base.batch_size, weight_decay=[c.weight_decay for c in configs])
+                        batch_size=base.batch_size, weight_decay=[c.weight_decay for c in configs],
+                        arch=base.arch, depth=base.depth)
     _count("trainings", len(configs))
     results: list[RunResult] = []
     for j, c in enumerate(configs):
@@ -318,20 +356,25 @@ def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
             if progress:
                 progress(Progress(Stage.SPECTRA, d, t, run=_j, runs=len(configs)))
 
-        # Kernels at the next power of two ≥ the true width (zero-padded units add exactly
-        # nothing; the scales are the true width's): one kernel program per bucket, and a
-        # width-1 run does not pay for the sweep's widest network.
-        bucket = min(int(tr.params["W2"].shape[-2]), 1 << max(c.width - 1, 0).bit_length())
-        padded = nc.unpad({k: v[j] for k, v in tr.params.items()}, bucket)
-        cs = nc.checkpoint_spectra(splits[j].x_train, padded, parameterization=c.parameterization,
-                                   top_k=c.top_k, dense_max=limits.max_dense_n, valid=valid,
-                                   progress=spec_progress,
-                                   scales=nc.layer_scales(c.width, c.parameterization))
-        _count("spectra")
         params = tr.run_params(j)
         metrics = {k: getattr(tr, k)[j] for k in _METRICS}
         es = nc.early_stopping(metrics["val_loss"], c.patience)
         best, stop, restore = es.best_epoch, es.stop_epoch, es.restore_epoch
+        if c.closed_form:
+            # Kernels at the next power of two ≥ the true width (zero-padded units add
+            # exactly nothing; the scales are the true width's): one kernel program per
+            # bucket, and a width-1 run does not pay for the sweep's widest network.
+            bucket = min(int(tr.params["W2"].shape[-2]), 1 << max(c.width - 1, 0).bit_length())
+            padded = nc.unpad({k: v[j] for k, v in tr.params.items()}, bucket)
+            cs = nc.checkpoint_spectra(splits[j].x_train, padded, parameterization=c.parameterization,
+                                       top_k=c.top_k, dense_max=limits.max_dense_n, valid=valid,
+                                       progress=spec_progress,
+                                       scales=nc.layer_scales(c.width, c.parameterization))
+        else:
+            cs = nc.checkpoint_spectra(splits[j].x_train, params, parameterization=c.parameterization,
+                                       top_k=c.top_k, valid=valid & spectrum_epochs(c.epochs, best, False),
+                                       progress=spec_progress, apply_fn=apply_fn_of(c))
+        _count("spectra")
         # Diverged epochs hold frozen copies of the last good params: never store them
         # under their own epoch number.
         keep = epochs[valid]
@@ -495,7 +538,8 @@ def spectrum_at(config: ExperimentConfig, epoch: int, limits: Limits, *,
             progress(Progress(Stage.SPECTRUM, 0, 1))
         split = _split_for(c)
         fs = nc.full_spectrum(r.checkpoint(epoch), split.x_train, parameterization=c.parameterization,
-                              dense_max=limits.max_dense_n, top_k=c.top_k, seed=c.seed)
+                              dense_max=limits.max_dense_n, top_k=c.top_k, seed=c.seed,
+                              apply_fn=apply_fn_of(c))
         _count("spectra")
         _release_memory()
         return {"method": fs.method, "eigenvalues": fs.eigenvalues, "nodes": fs.nodes,
@@ -526,6 +570,9 @@ def analytic_reference(config: ExperimentConfig, limits: Limits, *,
       :class:`ReferenceResult`, raw traced Θ (not /n).
     """
     c, _ = _resolve_dataset(_check(config), limits)
+    if c.arch != "mlp":
+        raise ConfigError("arch", c.arch, "mlp: the analytic (arc-cosine) kernel is implemented "
+                          "for ReLU MLPs only", "mlp")
     if c.n_train > limits.max_dense_n:
         raise ConfigError("n_train", c.n_train, f"at most {limits.max_dense_n} for the analytic "
                           "kernel (it is formed densely)", limits.max_dense_n)
@@ -537,11 +584,13 @@ def analytic_reference(config: ExperimentConfig, limits: Limits, *,
 
     def compute_reference() -> dict[str, Any]:
         split = _split_for(c)
-        ntk, _ = nc.analytic_kernels(split.x_train, parameterization=c.parameterization, width=c.width)
+        ntk, _ = nc.analytic_kernels(split.x_train, parameterization=c.parameterization, width=c.width,
+                                     depth=c.depth)
         return {"topk": nc.top_k_eigs(ntk, min(c.top_k, c.n_train)), "trace": float(np.trace(ntk))}
 
     key = {"n_train": c.n_train, "n_val": c.n_val, "seed": c.seed, "dataset": c.dataset,
            "parameterization": c.parameterization, "top_k": c.top_k, "result_version": RESULT_VERSION,
+           "depth": c.depth,
            "width": c.width if c.parameterization == "standard" else None}
     if store is None or not store.enabled:
         value, status = compute(), "uncached"

@@ -43,7 +43,7 @@ PROG = "python -m ntk_core"  # also: python -m runner
 
 # (flag, ExperimentConfig field, metavar, help). Every ExperimentConfig field has a flag.
 CONFIG_FLAGS: tuple[tuple[str, str, str, str], ...] = (
-    ("--width", "width", "N", "hidden units of the one-hidden-layer ReLU MLP"),
+    ("--width", "width", "N", "units of every hidden layer of the MLP; channels of the CNN"),
     ("--samples", "n_train", "N", "training samples n (class-stratified MNIST subsample)"),
     ("--n-val", "n_val", "N", "validation samples (disjoint from training)"),
     ("--reg", "reg", "{none,l1,l2}", "weight penalty: none, l1 (λ‖W‖₁) or l2 (λ‖W‖²)"),
@@ -59,7 +59,11 @@ CONFIG_FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--parameterization", "parameterization", "{standard,ntk}", "standard (PyTorch init) or ntk"),
     ("--top-k", "top_k", "K", "number of top eigenvalues tracked per epoch"),
     ("--patience", "patience", "P", "early-stopping patience (reported only, never truncates)"),
-    ("--dataset", "dataset", "{bundled,full}", "bundled 10k MNIST test set, or full 70k (downloaded)"),
+    ("--dataset", "dataset", "{bundled,full,fashion_mnist}", "bundled 10k MNIST test set, full 70k "
+     "MNIST or 70k Fashion-MNIST (both downloaded; Fashion-MNIST never falls back to MNIST)"),
+    ("--arch", "arch", "{mlp,cnn}", "network: ReLU MLP, or the small CNN (width = channels, ≤ 32); "
+     "every network but the 1-hidden MLP uses the generic ntk_vp kernel"),
+    ("--depth", "depth", "D", "hidden layers of the MLP, 1-4 (ignored by the CNN)"),
 )
 _FLAG_OF = {field: flag for flag, field, _, _ in CONFIG_FLAGS}
 
@@ -348,7 +352,8 @@ def result_json(r) -> dict[str, Any]:
     obj["lanczos_converged"] = [bool(c) for c in np.asarray(r.lanczos_converged).ravel()]
     obj.update(best_epoch=int(r.best_epoch), stop_epoch=r.stop_epoch, restore_epoch=int(r.restore_epoch),
                diverged_at=r.diverged_at,
-               spectrum_method=r.spectrum_method, data_source=r.data_source, notice=r.notice,
+               spectrum_method=r.spectrum_method, ntk_method=r.config.ntk_method,
+               network=r.config.arch_label, data_source=r.data_source, notice=r.notice,
                checkpoint_epochs=[int(c) for c in np.asarray(r.checkpoint_epochs).ravel()],
                normalization=normalization_note(r.config))
     return obj
@@ -370,7 +375,8 @@ def result_table(r, seconds: float) -> str:
     w(f"NTK Explorer run — status: {r.status} ({seconds:.1f} s)\n")
     w("config: " + " ".join(f"{k}={v}" for k, v in c.to_dict().items()) + "\n")
     w(f"optimizer: {c.optimizer_label}, lr={c.lr:g}; regularization: {c.regularizer_label}\n")
-    w(f"data: {r.data_source}, n_train={c.n_train}, n_val={c.n_val}; spectrum: {r.spectrum_method}\n")
+    w(f"network: {c.arch_label}; NTK: {c.ntk_method}; data: {r.data_source}, n_train={c.n_train}, "
+      f"n_val={c.n_val}; spectrum: {r.spectrum_method}\n")
     if r.notice:
         w(f"note: {r.notice}\n")
     w("\n")

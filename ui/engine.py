@@ -57,12 +57,25 @@ def _guarded(rep: Reporter, label: str, fn: Callable[[], Any]) -> Any:
     return None
 
 
-def _finish(rep: Reporter, label: str, statuses: Sequence[str],
+def method_text(config: runner.ExperimentConfig) -> str:
+    """Which network ran and how its NTK was computed, for the status line."""
+    if config.closed_form:
+        how = "NTK by the closed form of the one-hidden MLP"
+    else:
+        how = (f"NTK by the generic matrix-free path ntk_vp (jax.vjp/jvp), top-k at ≤ "
+               f"{runner.GENERIC_SPECTRUM_EPOCHS} epochs")
+    return f"{config.arch_label} on {config.dataset_label}, {how}"
+
+
+def _finish(rep: Reporter, label: str, results: Sequence[Any],
             extra: Sequence[str] = (), extra_name: str = "spectra") -> None:
-    """Status line with the cache outcome, e.g. "L2 sweep — runs: 5 from cache · spectra: …"."""
-    text = f"{label} — runs: {cache_summary(statuses)}"
+    """Status line with the cache outcome and the method, e.g. "L2 sweep — runs: 5 from
+    cache · spectra: … · MLP 1×128 on MNIST 10k (bundled), NTK by the closed form …"."""
+    text = f"{label} — runs: {cache_summary([r.status for r in results])}"
     if extra:
         text += f" · {extra_name}: {cache_summary(extra)}"
+    if results:
+        text += f" · {method_text(results[0].config)}"
     rep.complete(text)
 
 
@@ -71,7 +84,7 @@ def run(config: runner.ExperimentConfig, label: str = "Training run"):
     rep = Reporter(label)
     r = _guarded(rep, label, lambda: runner.run(config, _limits(), store=store(), progress=rep.callback))
     if r is not None:
-        _finish(rep, label, [r.status])
+        _finish(rep, label, [r])
     return r
 
 
@@ -90,7 +103,7 @@ def sweep(config: runner.ExperimentConfig, vary: str, values: Sequence[Any], lab
     rep = Reporter(label, steps=_steps(vary, values))
     rs = _guarded(rep, label, lambda: _sweep_work(rep, config, vary, values))
     if rs is not None:
-        _finish(rep, label, [r.status for r in rs])
+        _finish(rep, label, rs)
     return rs
 
 
@@ -163,7 +176,7 @@ def sweep_spectra(config: runner.ExperimentConfig, vary: str, values: Sequence[A
 
     out = _guarded(rep, label, work)
     if out is not None:
-        _finish(rep, label, [r.status for r in out.results],
+        _finish(rep, label, out.results,
                 [s.status for s in out.spectra if s])
     return out
 
@@ -182,7 +195,7 @@ def spectra(items: Sequence[tuple[str, runner.ExperimentConfig, int]], label: st
 
     out = _guarded(rep, label, work)
     if out is not None:
-        _finish(rep, label, [r.status for r in out.results],
+        _finish(rep, label, out.results,
                 [s.status for s in out.spectra if s])
     return out
 
@@ -225,7 +238,7 @@ def width_sweep(config: runner.ExperimentConfig, widths: Sequence[int], label: s
 
     out = _guarded(rep, label, work)
     if out is not None:
-        _finish(rep, label, [r.status for r in out.results],
+        _finish(rep, label, out.results,
                 [ref.status for ref in {id(x): x for x in out.references if x}.values()],
                 "analytic reference")
     return out

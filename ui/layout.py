@@ -22,10 +22,23 @@ def config_caption(view) -> None:
     """One line stating the sidebar configuration the page uses."""
     c = view.config
     batch = "full batch" if c.batch_size == 0 else f"batch {c.batch_size}"
-    st.caption(f"Sidebar config: width {c.width} · n={c.n_train} · {c.epochs} epochs · "
+    method = ("NTK: closed form" if c.closed_form else
+              f"NTK: generic ntk_vp (top-k at ≤ {runner.GENERIC_SPECTRUM_EPOCHS} epochs)")
+    st.caption(f"Sidebar config: {c.arch_label} on {c.dataset_label} · {method} · "
+               f"n={c.n_train} · {c.epochs} epochs · "
                f"{c.optimizer_label} η={c.lr:g} · {batch} · {c.regularizer_label} · seed {c.seed} · "
                f"top-{c.top_k} · {PARAM_LABEL[c.parameterization]} param. · "
                f"showing {kernel_name(view.norm)}")
+
+
+def fixed_network_note(view) -> None:
+    """On the pages that run their own protocol on the one-hidden-layer MLP (Findings and
+    the theory pages): say so when the sidebar asks for another network or dataset."""
+    c = view.config
+    if not c.closed_form or c.dataset == "fashion_mnist":
+        st.info(f"This page runs its own protocol on the study's network, the one-hidden-layer "
+                f"MLP on MNIST; the sidebar's {c.arch_label} on {c.dataset_label} is used by the "
+                "experiment pages (Spectrum vs L2 … Spectrum explorer).", icon=":material/info:")
 
 
 def with_decay(title: str, config) -> str:

@@ -76,14 +76,27 @@ def fields(limits: Limits) -> tuple[Field, ...]:
     b = runner.bounds(limits)
     max_n = b.n_train[1]
     return (
-        Field("width", "width", "int", "Hidden width", min(128, b.width[1]), *b.width, step=1,
-              help="Hidden units of the one-hidden-layer ReLU MLP."),
+        Field("arch", "arch", "choice", "Network", "mlp", options=runner.ARCHS, labels=("MLP", "CNN"),
+              help="MLP: ReLU layers of one width (depth 1 is the study's network, whose NTK has "
+                   "a closed form). CNN: two 3×3 conv layers (stride 1, then 2) with 'width' "
+                   "channels and a dense readout. Every network but the one-hidden MLP gets "
+                   "its NTK from the generic matrix-free path (ntk_vp), which is slower."),
+        Field("depth", "depth", "int", "Hidden layers", 1, *b.depth, step=1,
+              help="Hidden layers of the MLP (ignored by the CNN)."),
+        Field("width", "width", "int", "Width", min(128, b.width[1]), *b.width, step=1,
+              help="Units of every hidden layer of the MLP; channels of both conv layers of "
+                   f"the CNN (at most {runner.MAX_CNN_CHANNELS})."),
+        Field("data", "dataset", "choice", "Dataset", "bundled", options=runner.DATASETS,
+              labels=tuple(runner.DATASET_LABELS[d] for d in runner.DATASETS),
+              help="MNIST's 10k test set ships with the app (offline). The 70k MNIST and "
+                   "Fashion-MNIST sets are downloaded (sha256-checked) when the network "
+                   "allows; Fashion-MNIST is never replaced by MNIST."),
         Field("param", "parameterization", "choice", "Parameterization", "standard",
               options=("standard", "ntk"), labels=("standard", "NTK"),
               help="standard: PyTorch nn.Linear default, weights and biases ~ U(±1/√fan_in); "
                    "NTK: raw parameters ~ N(0, 1) with σ_w/√fan_in applied in the forward pass."),
         Field("samples", "n_train", "int", "Samples n", min(1000, max_n), *b.n_train, step=100,
-              help="Training samples: a class-stratified MNIST subsample; the kernel is n × n."),
+              help="Training samples: a class-stratified subsample of the dataset; the kernel is n × n."),
         Field("seed", "seed", "int", "Seed", 0, *b.seed, step=1,
               help="Seeds the data split, the initialization and the minibatch order."),
         Field("epochs", "epochs", "int", "Epochs", min(20, b.epochs[1]), *b.epochs, step=1),
@@ -114,7 +127,7 @@ def fields(limits: Limits) -> tuple[Field, ...]:
 
 
 URL_KEYS = ("width", "samples", "reg", "l", "epochs", "lr", "opt", "batch", "seed", "topk",
-            "norm", "param", "wd")
+            "norm", "param", "wd", "arch", "depth", "data")
 
 
 def defaults(limits: Limits) -> dict[str, Any]:

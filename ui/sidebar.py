@@ -127,7 +127,7 @@ def _widget(f: P.Field, container) -> Any:
 
 # (group title, rows of keys); two keys on a row share it in two columns.
 _GROUPS = (
-    ("Model and data", (("width", "samples"), ("param",), ("seed",))),
+    ("Model and data", (("arch", "depth"), ("width", "samples"), ("param",), ("data",), ("seed",))),
     ("Training", (("epochs", "lr"), ("opt",), ("batch",))),
     ("Regularization", (("reg",), ("l",), ("wd",))),
     ("Spectrum", (("topk",), ("norm",))),
@@ -211,7 +211,7 @@ def _safe_default(limits: runner.Limits) -> runner.ExperimentConfig:
 
 
 def _describe(c: runner.ExperimentConfig) -> str:
-    return (f"width={c.width}, n={c.n_train}, epochs={c.epochs}, lr={c.lr:g}, "
+    return (f"{c.arch_label}, n={c.n_train}, epochs={c.epochs}, lr={c.lr:g}, "
             f"{c.optimizer_label}, {c.regularizer_label}, seed={c.seed}, top-k={c.top_k}")
 
 

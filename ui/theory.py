@@ -20,6 +20,7 @@ import streamlit as st
 import runner
 from ui import charts
 from ui.findings import BADGE
+from ui import layout, sidebar
 from ui.progress import Reporter
 from ui.sidebar import current_limits, store
 
@@ -39,6 +40,7 @@ def header(title: str, question: str, look_for: str, results: Sequence[tuple[str
     st.markdown(f"**What to look for.** {look_for}")
     for quote, ref in results:
         st.info(f"**The paper's result:** {quote}\n\n— *{ref}*", icon=":material/format_quote:")
+    layout.fixed_network_note(sidebar.current())
 
 
 # ------------------------------------------------------------------------------ computing

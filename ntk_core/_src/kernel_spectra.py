@@ -26,6 +26,7 @@ import numpy as np
 import scipy.linalg.blas as _blas
 import scipy.sparse.linalg as spla
 
+from ntk_core._src import generic as _generic
 from ntk_core._src import model as _model
 from ntk_core._src import ntk as _ntk
 from ntk_core._src import sharded as _sharded
@@ -75,7 +76,7 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
                        dense_max: int = 4000, valid: np.ndarray | None = None,
                        progress: Callable[[int, int], None] | None = None,
                        maxiter: int | None = None, scales=None, mesh=None,
-                       devices=None) -> CheckpointSpectra:
+                       devices=None, apply_fn=None) -> CheckpointSpectra:
     """Top-k eigenvalues and exact trace of Θ for every checkpoint of a run.
 
     Consecutive checkpoints have similar kernels, so each Lanczos run starts from the
@@ -95,11 +96,18 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
         Used only when n > dense_max; the inputs are placed on the mesh once per run, the
         top-k come from :func:`ntk_core._src.sharded.operator_top_k` (float32, residual
         ≤ 1e-5·θ₁; ``maxiter`` then caps its block products) warm-started like ARPACK.
+      apply_fn: any network ``f(params, x) -> (n, 10)`` (e.g. ``Architecture.apply``): the
+        kernel is then the generic matrix-free :class:`ntk_core._src.generic.NTKOperator`
+        (vjp/jvp, method "ntk_vp"), top-k by ARPACK on it and the trace from its exact
+        diagonal, whatever n (``dense_max``, ``scales`` and the mesh are not used).
 
     Returns:
       :class:`CheckpointSpectra` (raw traced Θ, not divided by n), with per-checkpoint
       residuals and convergence flags.
     """
+    if apply_fn is not None:
+        return _checkpoint_spectra_generic(apply_fn, x, params_stack, top_k=top_k, valid=valid,
+                                           progress=progress, maxiter=maxiter)
     x = jnp.asarray(x)
     n = x.shape[0]
     count = next(iter(params_stack.values())).shape[0]
@@ -154,6 +162,32 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
             progress(i + 1, count)
     return CheckpointSpectra(topk=topk, trace=trace, method="dense" if dense else "matrix_free",
                              residual=residual, converged=converged, notes=tuple(notes))
+
+
+def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, progress, maxiter):
+    """:func:`checkpoint_spectra` on the generic operator (warm-started like the closed form)."""
+    x = jnp.asarray(x)
+    n = x.shape[0]
+    count = next(iter(params_stack.values())).shape[0]
+    valid = np.ones(count, bool) if valid is None else np.asarray(valid, bool)
+    k = min(top_k, n)
+    topk = np.full((count, k), np.nan)
+    trace, residual = np.full(count, np.nan), np.full(count, np.nan)
+    converged = np.zeros(count, bool)
+    notes = [""] * count
+    v0 = None
+    for i in range(count):
+        if valid[i]:
+            op = _generic.NTKOperator(apply_fn, _take(params_stack, i), x)
+            trace[i] = float(op.diagonal().sum())
+            res = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, return_result=True,
+                                      tol=op.arpack_tol, maxiter=maxiter)
+            topk[i], residual[i], converged[i], notes[i] = res.values, res.max_residual, res.converged, res.note
+            v0 = res.vectors[:, 0] if np.all(np.isfinite(res.vectors[:, 0])) else None
+        if progress is not None:
+            progress(i + 1, count)
+    return CheckpointSpectra(topk=topk, trace=trace, method="ntk_vp", residual=residual,
+                             converged=converged, notes=tuple(notes))
 
 
 # Residual target of the sharded top-k: ‖Θv − θv‖ ≤ tol·θ₁ (float32 products). The ARPACK
@@ -295,7 +329,7 @@ class FullSpectrum:
 def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, top_k: int = 10,
                   slq_probes: int = 8, slq_steps: int = 60, seed: int = 0,
                   dense_dtype: str = "float64", maxiter: int | None = None,
-                  scales=None, mesh=None, devices=None) -> FullSpectrum:
+                  scales=None, mesh=None, devices=None, apply_fn=None) -> FullSpectrum:
     """All eigenvalues (dense, n ≤ dense_max) or an SLQ spectral measure (matrix-free).
 
     Args:
@@ -307,6 +341,9 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
       mesh / devices: as in :func:`checkpoint_spectra` (slq path only): trace and top-k on
         the sample-sharded operator; the SLQ probes' Lanczos vectors (``slq_steps`` of them)
         stay on the host, each product sharded over the mesh.
+      apply_fn: any network ``f(params, x)``: the kernel is the generic
+        :class:`ntk_core._src.generic.NTKOperator` — formed from its vjp/jvp in float32 when
+        n ≤ dense_max (``dense_dtype`` is then float32, whatever was asked), else SLQ on it.
 
     Returns:
       :class:`FullSpectrum`; eigenvalues of raw traced Θ (mean over logits, not /n), with
@@ -315,6 +352,21 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
     n = np.shape(x)[0]
     empty = np.zeros(0)
     kw = _scales_kw(scales)
+    if apply_fn is not None:
+        op = _generic.NTKOperator(apply_fn, {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(x))
+        if n <= dense_max:
+            theta = op.dense()
+            trace = float(np.trace(theta))
+            ds = _spectra.dense_spectrum(theta, formed_dtype=np.float32)
+            eig = ds.eigenvalues
+            return FullSpectrum("dense", eig, empty, empty, trace, eig[: min(top_k, n)].copy(),
+                                floor=ds.floor, below_floor=ds.below_floor, kernel_dtype=ds.formed_dtype,
+                                residual=float("nan"), converged=True, note="")
+        trace = float(op.diagonal().sum())
+        mv = op.matvec
+        res = _spectra.top_k_eigs(op, min(top_k, n), return_vectors=True, return_result=True,
+                                  tol=op.arpack_tol, maxiter=maxiter)
+        return _slq_spectrum(mv, n, trace, res, slq_probes, slq_steps, seed)
     if n <= dense_max:
         if dense_dtype == "float64":
             theta = _traced_ntk_float64_upper(params, x, parameterization=parameterization, scales=scales)
@@ -349,6 +401,12 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
         mv = lambda v: np.asarray(_ntk.matfree_matvec(state, jnp.asarray(v, jnp.float32)), np.float64)
         res = _spectra.top_k_eigs(_spectra.as_operator(mv, n), min(top_k, n), return_vectors=True,
                                   return_result=True, tol=1e-6, maxiter=maxiter)
+    return _slq_spectrum(mv, n, trace, res, slq_probes, slq_steps, seed)
+
+
+def _slq_spectrum(mv, n, trace, res, slq_probes, slq_steps, seed) -> FullSpectrum:
+    """SLQ spectral measure deflated by the converged leading pairs of ``res``."""
+    empty = np.zeros(0)
     topk, vecs = res.values, res.vectors
     d = max(min(topk.size, n - 2), 0)  # leave a complement for the probes
     ok = np.isfinite(topk[:d]) & np.all(np.isfinite(vecs[:, :d]), axis=0)

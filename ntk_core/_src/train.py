@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ntk_core._src import archs as _archs
 from ntk_core._src import model as _model
 
 DIVERGENCE_FACTOR = 1e6
@@ -94,14 +95,28 @@ class TrainResult:
 unpad = _model.unpad
 
 
+def _forward(params, x, parameterization, *, apply_fn=None, scales=None, unit_mask=None):
+    """The one-hidden MLP (``model.apply``, with padding scales/mask) or ``apply_fn``."""
+    if apply_fn is None:
+        return _model.apply(params, x, parameterization, scales=scales, unit_mask=unit_mask)
+    return apply_fn(params, x)
+
+
+def is_weight(name: str) -> bool:
+    """Weights (penalised, decayed) vs biases: the architectures name weights with a capital
+    (W1, W2, …, C1, C2, W) and biases in lower case (b1, …, c1, c2, b)."""
+    return name[:1].isupper()
+
+
 def data_loss(params, x, y, parameterization: str, *, scales=None, unit_mask=None,
-              sample_mask=None, n=None):
+              sample_mask=None, n=None, apply_fn=None):
     """½·mean over samples of the squared error summed over outputs; scalar.
 
     With ``sample_mask`` ((N,) bool) only masked-in rows count and the sum is divided by
-    ``n`` (the run's own sample count); ``scales``/``unit_mask`` as in ``model.apply``.
+    ``n`` (the run's own sample count); ``scales``/``unit_mask`` as in ``model.apply``;
+    ``apply_fn`` (another architecture's ``f(params, x)``) replaces the one-hidden MLP.
     """
-    r = _model.apply(params, x, parameterization, scales=scales, unit_mask=unit_mask) - y
+    r = _forward(params, x, parameterization, apply_fn=apply_fn, scales=scales, unit_mask=unit_mask) - y
     se = jnp.sum(r * r, axis=1)
     if sample_mask is None:
         return 0.5 * jnp.mean(se)
@@ -110,17 +125,19 @@ def data_loss(params, x, y, parameterization: str, *, scales=None, unit_mask=Non
 
 
 def penalty(params, reg: str, strength, unit_mask=None):
-    """λ·Σ w² (l2) or λ·Σ |w| (l1) over W1 and W2; with ``unit_mask`` ((width,) 0/1) only
-    over the masked-in hidden units, whose padded weights then get exactly zero gradient
-    (JAX's d|w|/dw at w = 0 is 1, not 0, so without the mask L1 would move them)."""
-    ws = (params["W1"], params["W2"])
+    """λ·Σ w² (l2) or λ·Σ |w| (l1) over the weights (:func:`is_weight`: W1 and W2 of the
+    one-hidden MLP, every W_l of a deep one, C1, C2 and W of the CNN); with ``unit_mask``
+    ((width,) 0/1, one-hidden MLP only) only over the masked-in hidden units, whose padded
+    weights then get exactly zero gradient (JAX's d|w|/dw at w = 0 is 1, not 0, so
+    without the mask L1 would move them)."""
+    ws = tuple(v for k, v in sorted(params.items()) if is_weight(k))
     if unit_mask is not None:
         ws = (ws[0] * unit_mask[None, :], ws[1] * unit_mask[:, None])
     if reg == "l2":
         return strength * sum(jnp.sum(w * w) for w in ws)
     if reg == "l1":
         return strength * sum(jnp.sum(jnp.abs(w)) for w in ws)
-    return jnp.zeros((), params["W1"].dtype)
+    return jnp.zeros((), ws[0].dtype)
 
 
 def _tree_norm(t):
@@ -131,7 +148,11 @@ def _tree_norm(t):
 DECAY_MASK = {"W1": True, "b1": False, "W2": True, "b2": False}
 
 
-def _make_optimizer(name: str, lr, wd=None):
+def decay_mask(params) -> dict:
+    return {k: is_weight(k) for k in params}
+
+
+def _make_optimizer(name: str, lr, wd=None, mask=None):
     """optax transformation for ``name``; with ``wd`` (a possibly traced scalar) the
     decoupled weight decay of the module docstring on W1, W2: SGD as
     ``chain(add_decayed_weights(wd), sgd(lr))`` (update −η·(g + wd·θ)), Adam as
@@ -141,9 +162,10 @@ def _make_optimizer(name: str, lr, wd=None):
         raise ValueError(f"optimizer={name!r}; allowed: sgd, adam")
     if wd is None:
         return optax.sgd(lr) if name == "sgd" else optax.adam(lr)
+    mask = DECAY_MASK if mask is None else mask
     if name == "sgd":
-        return optax.chain(optax.add_decayed_weights(wd, DECAY_MASK), optax.sgd(lr))
-    return optax.adamw(lr, weight_decay=wd, mask=DECAY_MASK)
+        return optax.chain(optax.add_decayed_weights(wd, mask), optax.sgd(lr))
+    return optax.adamw(lr, weight_decay=wd, mask=mask)
 
 
 @functools.partial(jax.jit, static_argnames=("width", "parameterization"))
@@ -192,17 +214,18 @@ def _init_padded(key, width, inv_sqrt_w, *, pad_width, parameterization):
 
 
 def _single_run(strength, lr, key, params0, x, y, xv, yv, pad, wd=None, *, parameterization,
-                reg, optimizer, epochs, batch_size):
+                reg, optimizer, epochs, batch_size, apply_fn=None):
     """One run. ``pad`` holds optional per-run padding info: ``scales`` (4,) and
     ``unit_mask`` (W,) for padded widths, ``sample_mask`` (N,) and ``n`` for padded data.
-    ``wd``: this run's decoupled weight decay, or None (no decay in the program)."""
+    ``wd``: this run's decoupled weight decay, or None (no decay in the program).
+    ``apply_fn``: another architecture's ``f(params, x)`` (None: the one-hidden MLP)."""
     n = x.shape[0]
     k_data = jax.random.split(key)[1]
-    opt = _make_optimizer(optimizer, lr, wd)
+    opt = _make_optimizer(optimizer, lr, wd, decay_mask(params0))
     full = batch_size == 0 or batch_size >= n
     bs = n if full else batch_size
     steps = n // bs
-    model_kw = dict(scales=pad.get("scales"), unit_mask=pad.get("unit_mask"))
+    model_kw = dict(scales=pad.get("scales"), unit_mask=pad.get("unit_mask"), apply_fn=apply_fn)
     loss_kw = dict(model_kw, sample_mask=pad.get("sample_mask"), n=pad.get("n"))
 
     # Padded data (a sample mask) come only with full batch (train_sweep checks), so the
@@ -228,7 +251,7 @@ def _single_run(strength, lr, key, params0, x, y, xv, yv, pad, wd=None, *, param
 
     def metrics(p):
         tl = data_loss(p, x, y, parameterization, **loss_kw)
-        fv = _model.apply(p, xv, parameterization, **model_kw)
+        fv = _forward(p, xv, parameterization, **model_kw)
         rv = fv - yv
         vl = 0.5 * jnp.mean(jnp.sum(rv * rv, axis=1))
         acc = jnp.mean((jnp.argmax(fv, 1) == jnp.argmax(yv, 1)).astype(x.dtype))
@@ -236,7 +259,7 @@ def _single_run(strength, lr, key, params0, x, y, xv, yv, pad, wd=None, *, param
 
     norm0 = _tree_norm(params0)
     loss0 = data_loss(params0, x, y, parameterization, **loss_kw)
-    wnorm = lambda p: _tree_norm((p["W1"], p["W2"]))
+    wnorm = lambda p: _tree_norm(tuple(v for k, v in sorted(p.items()) if is_weight(k)))
 
     def epoch(carry, e):
         p, s, k, div = carry
@@ -274,14 +297,15 @@ def _single_run(strength, lr, key, params0, x, y, xv, yv, pad, wd=None, *, param
 
 
 @functools.partial(jax.jit, static_argnames=("parameterization", "reg", "optimizer", "epochs",
-                                             "batch_size", "data_per_run"))
+                                             "batch_size", "data_per_run", "apply_fn"))
 def _train_grid(strengths, lrs, keys, params0, x, y, xv, yv, pad, wds=None, *, parameterization,
-                reg, optimizer, epochs, batch_size, data_per_run=False):
+                reg, optimizer, epochs, batch_size, data_per_run=False, apply_fn=None):
     """G runs in one program. Array shapes (width, n) are part of the compiled program;
     everything per-run (λ, lr, wd, key, init, padding masks, scales, per-run data) is
     vmapped. ``wds`` None (no run decays) leaves weight decay out of the program."""
     run = functools.partial(_single_run, parameterization=parameterization, reg=reg,
-                            optimizer=optimizer, epochs=epochs, batch_size=batch_size)
+                            optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                            apply_fn=apply_fn)
     d = 0 if data_per_run else None
     if wds is None:
         return jax.vmap(run, in_axes=(0, 0, 0, 0, d, d, d, d, 0))(
@@ -297,7 +321,7 @@ def _is_per_run(a) -> bool:
 def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, seeds,
                 parameterization: str = "standard", reg: str = "none", optimizer: str = "sgd",
                 epochs: int = 30, batch_size: int = 0, pad_width: int | None = None,
-                weight_decay=0.0) -> TrainResult:
+                weight_decay=0.0, arch: str = "mlp", depth: int = 1) -> TrainResult:
     """Trains G runs that may differ in width, data, λ, lr and seed in ONE compiled program.
 
     Widths: params are zero-padded to ``pad_width`` (default max(widths)); see the module
@@ -325,6 +349,12 @@ def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, s
         W1 and W2, lr-coupled as ``optax.adamw``: each step also subtracts η·wd·θ (SGD + wd;
         Adam becomes AdamW). For SGD, wd = 2λ equals ``reg="l2"`` with strength λ; for Adam
         it does not (see the module docstring). All zero: the plain optimizer's program.
+      arch, depth: the network (``ntk_core.Architecture``): "mlp" with ``depth`` hidden
+        layers (1 = the one-hidden MLP of :mod:`ntk_core._src.model`) or "cnn" (``widths``
+        = channels). Every network other than the one-hidden MLP is trained by the same
+        vmapped/scanned program through its ``apply`` function; it is not zero-padded, so
+        all its runs must share one width. Run g's init is
+        ``Architecture(arch, width, depth, parameterization).init(split(PRNGKey(seeds[g]))[0])``.
 
     Returns:
       :class:`TrainResult` of NumPy arrays with a leading grid axis G; params padded to the
@@ -352,6 +382,11 @@ def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, s
     if big_w < widths.max():
         raise ValueError(f"pad_width={big_w} < largest width {int(widths.max())}")
     padded_units = bool(np.any(widths != big_w))
+    generic = not (arch == "mlp" and depth == 1)
+    if generic and padded_units:
+        raise ValueError(f"arch={arch!r}, depth={depth}: runs of different widths "
+                         f"{sorted(set(widths.tolist()))} cannot share one program (only the "
+                         "one-hidden MLP is zero-padded); train each width on its own")
 
     # Data: shared, or per run (stacked, train sets padded to the largest n with a mask).
     data = [x_train, y_train, x_val, y_val]
@@ -387,7 +422,12 @@ def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, s
         ns = np.full(g_runs, x.shape[0], dtype=np.int64)
         masked_samples = False
 
-    if padded_units and _prefix_draws_exact():
+    apply_fn = None
+    if generic:
+        net = _archs.Architecture(arch, big_w, depth, parameterization)
+        apply_fn = net.apply
+        inits = [net.init(jax.random.split(k)[0]) for k in keys]
+    elif padded_units and _prefix_draws_exact():
         inits = [_init_padded(k, jnp.asarray(w, jnp.int32), jnp.asarray(_model.inv_sqrt(int(w), np.float32)),
                               pad_width=big_w, parameterization=parameterization)
                  for k, w in zip(keys, widths)]
@@ -408,11 +448,12 @@ def train_sweep(x_train, y_train, x_val, y_val, *, widths, reg_strengths, lrs, s
 
     out = _train_grid(strengths, lrs, keys, params0, x, y, xv, yv, pad,
                       jnp.asarray(wds) if np.any(wds > 0) else None, parameterization=parameterization, reg=reg, optimizer=optimizer,
-                      epochs=int(epochs), batch_size=int(batch_size), data_per_run=data_per_run)
+                      epochs=int(epochs), batch_size=int(batch_size), data_per_run=data_per_run,
+                      apply_fn=apply_fn)
     out = jax.device_get(out)
     params = {k: np.asarray(v) for k, v in out.pop("params").items()}
     return TrainResult(params=params, **{k: np.asarray(v) for k, v in out.items()},
-                       widths=widths, n_train=ns)
+                       widths=None if generic else widths, n_train=ns)
 
 
 def train_grid(x_train, y_train, x_val, y_val, *, width: int, reg_strengths, lrs, seeds,
