@@ -32,7 +32,9 @@ if r is not None:
              and r.best_epoch > r.stop_epoch else "")
     st.markdown(f"**Lowest validation loss over the whole run**: epoch **{r.best_epoch}**{later} · "
                 f"{stop} · kernel spectra: {r.spectrum_method}")
-    bad = int(np.sum(~np.asarray(r.lanczos_converged)[data.valid_mask(r)]))
+    # epochs whose top-k was solved (a generic network's skipped epochs were not)
+    solved = data.valid_mask(r) & np.isfinite(r.topk[:, 0])
+    bad = int(np.sum(~np.asarray(r.lanczos_converged)[solved]))
     if bad:
         st.warning(f"The top-k eigensolver did not converge at {bad} epoch(s) (max relative "
                    f"residual {np.nanmax(r.lanczos_residual):.1e}); those eigenvalues are estimates.")

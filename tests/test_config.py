@@ -230,11 +230,11 @@ def test_n_val_leaves_room_for_n_train():
 # ----------------------------------------------------------------------------------------
 # Property-based: arbitrary field values.
 
-INT_FIELDS = ("width", "n_train", "n_val", "epochs", "batch_size", "seed", "top_k", "patience")
+INT_FIELDS = ("width", "depth", "n_train", "n_val", "epochs", "batch_size", "seed", "top_k", "patience")
 FLOAT_FIELDS = ("reg_strength", "weight_decay", "lr")
 CHOICE_FIELDS = {"reg": runner._config.REG_KINDS, "optimizer": runner._config.OPTIMIZERS,
                  "parameterization": runner._config.PARAMETERIZATIONS,
-                 "dataset": runner._config.DATASETS}
+                 "dataset": runner._config.DATASETS, "arch": runner._config.ARCHS}
 
 BOUNDARY_INTS = (-1, 0, 1, 2, 9, 10, 11, 100, 101, 500, 501, 512, 1000, 1001, 1024, 1025, 4096,
                  4097, 5000, 9000, 9990, 9998, 9999, 10_000, 10_001, 60_000, 70_000,
@@ -266,6 +266,7 @@ VALID = {
     "parameterization": st.sampled_from(CHOICE_FIELDS["parameterization"]),
     "top_k": st.integers(1, 100), "patience": st.integers(1, 1000),
     "dataset": st.sampled_from(CHOICE_FIELDS["dataset"]),
+    "arch": st.sampled_from(CHOICE_FIELDS["arch"]), "depth": st.integers(1, 4),
 }
 assert set(VALID) == set(FIELDS)
 
@@ -293,6 +294,7 @@ def assert_satisfies_bounds(cfg: ExperimentConfig, limits: Limits):
         assert getattr(cfg, f) in choices, (f, getattr(cfg, f))
     pool = runner._config.POOL_SIZE[cfg.dataset]
     assert 1 <= cfg.width <= limits.max_width
+    assert 1 <= cfg.depth <= 4 and (cfg.arch == "mlp" or (cfg.depth == 1 and cfg.width <= runner.MAX_CNN_CHANNELS))
     assert 10 <= cfg.n_val <= 10_000
     assert 2 <= cfg.n_train <= min(limits.max_n, pool - cfg.n_val)
     assert cfg.n_train + cfg.n_val <= pool
@@ -341,7 +343,7 @@ SPECIAL_VALUES = (None, True, False, 0, -1, 1, 2, 2.5, -0.0, 1e-300, 1e300, 10 *
                   "inf", "-inf", "1e400", "1e-400", " 7 ", "7.0", "0x10", "1_0", b"7", [], {},
                   (1,), 1j, np.int64(7), np.float32(0.5), np.float64(3.0), np.nan)
 # Changing one field from its default can make a later, dependent field invalid.
-DEPENDENTS = {"n_train": {"top_k"}, "n_val": {"n_train"}}
+DEPENDENTS = {"n_train": {"top_k"}, "n_val": {"n_train"}, "arch": {"width"}}
 
 
 def _short(value) -> str:
