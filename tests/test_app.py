@@ -351,7 +351,7 @@ def test_request_over_memory_cap_falls_back_with_message(monkeypatch):
     at = open_app({"width": "4096"}, page="pages/training_dynamics.py")
     assert not at.exception
     assert "width=4096" in texts(at.error) and "MB" in texts(at.error)
-    assert "Sidebar config: width 128" in texts(at.caption)
+    assert "Sidebar config: MLP 1×128" in texts(at.caption)
 
 
 def test_bad_sweep_values_show_error_and_page_still_renders():

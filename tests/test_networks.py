@@ -104,8 +104,9 @@ def store(tmp_path_factory):
         yield s
 
 
-@pytest.mark.parametrize("net", [dict(arch="mlp", depth=2, width=8), dict(arch="cnn", width=2)],
-                         ids=["mlp_depth2", "cnn"])
+@pytest.mark.parametrize("net", [dict(arch="mlp", depth=2, width=8),
+                                 dict(arch="cnn", width=2, epochs=6, n_train=32)],
+                         ids=["mlp_depth2_subset_of_epochs", "cnn_every_epoch"])
 def test_generic_run_spectra_match_dense_autodiff_and_cache(store, net):
     c = _c(**net)
     before = runner.COUNTERS["trainings"]

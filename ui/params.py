@@ -83,7 +83,7 @@ def fields(limits: Limits) -> tuple[Field, ...]:
                    "its NTK from the generic matrix-free path (ntk_vp), which is slower."),
         Field("depth", "depth", "int", "Hidden layers", 1, *b.depth, step=1,
               help="Hidden layers of the MLP (ignored by the CNN)."),
-        Field("width", "width", "int", "Width", min(128, b.width[1]), *b.width, step=1,
+        Field("width", "width", "int", "Hidden width / channels", min(128, b.width[1]), *b.width, step=1,
               help="Units of every hidden layer of the MLP; channels of both conv layers of "
                    f"the CNN (at most {runner.MAX_CNN_CHANNELS})."),
         Field("data", "dataset", "choice", "Dataset", "bundled", options=runner.DATASETS,
