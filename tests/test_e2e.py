@@ -244,6 +244,34 @@ def _pixels(png: bytes):
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
+def _best_shift_changed(a: np.ndarray, b: np.ndarray, max_shift: int = 1) -> float:
+    """Fraction of pixels that differ between a and b shifted by the best (dy, dx)."""
+    h, w = a.shape[:2]
+    m = max_shift
+    best = 1.0
+    for dy in range(-m, m + 1):
+        for dx in range(-m, m + 1):
+            aa = a[m:h - m, m:w - m]
+            bb = b[m + dy:h - m + dy, m + dx:w - m + dx]
+            best = min(best, float(np.any(aa != bb, axis=-1).mean()))
+    return best
+
+
+def test_best_shift_tells_a_moved_chart_from_different_data():
+    """The tolerance of the 8-session comparison must still fail on other data."""
+    from PIL import Image, ImageDraw
+
+    def chart(points, y0=0):
+        im = Image.new("RGB", (200, 120), "white")
+        ImageDraw.Draw(im).line([(x, y + y0) for x, y in points], fill="navy", width=2)
+        return np.asarray(im, dtype=np.int16)
+
+    line = [(10, 100), (60, 40), (120, 60), (190, 20)]
+    other = [(10, 100), (60, 50), (120, 30), (190, 25)]
+    assert _best_shift_changed(chart(line), chart(line, y0=1)) == 0.0
+    assert _best_shift_changed(chart(line), chart(other)) > 0.005
+
+
 def test_eight_concurrent_sessions_compute_once_and_agree(server):
     """8 browser contexts ask the server for the same uncached config at once."""
     from playwright.async_api import async_playwright
@@ -282,10 +310,13 @@ def test_eight_concurrent_sessions_compute_once_and_agree(server):
     # Same data ⇒ same picture, up to anti-aliasing: a browser under load may rasterize a
     # line's edge a few levels differently (seen: 190 pixels off by ≤ 22/255), while a
     # chart of different data moves whole lines (thousands of pixels).
+    # The element may also sit a sub-pixel lower in one session (text above it laid out
+    # while computing vs. from the cache), which rasterizes the whole chart one pixel
+    # off: compare under the best shift of at most one pixel each way.
     ref = _pixels(results[0][2])
     for _, _, shot in results[1:]:
         px = _pixels(shot)
         assert px.shape == ref.shape, "sessions drew charts of different sizes"
-        changed = np.any(px != ref, axis=-1)
-        assert changed.mean() < 0.002, f"sessions drew different charts ({changed.sum()} pixels differ)"
+        changed = _best_shift_changed(ref, px)
+        assert changed < 0.002, f"sessions drew different charts ({changed:.1%} of pixels differ)"
     assert _trainings(server["log"]) - before == 1, "the shared config was trained more than once"
