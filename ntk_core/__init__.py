@@ -21,6 +21,7 @@ from ntk_core._src.data import load_pool
 from ntk_core._src.data import load_split
 from ntk_core._src.data import stratified_split
 from ntk_core._src.generic import NTKOperator
+from ntk_core._src.generic import jacobian_dense
 from ntk_core._src.generic import ntk_vp
 from ntk_core._src.generic import ntk_vp_dense
 from ntk_core._src.generic import ntk_vp_diagonal
@@ -92,6 +93,7 @@ __all__ = (
     "NTKOperator",
     "ntk_vp",
     "ntk_vp_dense",
+    "jacobian_dense",
     "ntk_vp_diagonal",
     "empirical_ntk_fn",
     "ntk_operator",

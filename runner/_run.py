@@ -23,7 +23,7 @@ from runner._malloc import trim_heap
 from runner._types import Progress, ProgressFn, ReferenceResult, SpectrumResult, Stage
 
 # Bumped whenever the meaning of a stored value changes (on top of the store's own schema).
-RESULT_VERSION = 7
+RESULT_VERSION = 8  # 8: the CNN's spectra by Jacobian contraction ("autodiff") at small n
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")
@@ -146,8 +146,9 @@ class RunResult:
       lanczos_residual: (E+1,) max relative residual ‖Θv − λv‖/|λ| of each epoch's top-k
         solve (NaN where skipped). lanczos_converged: (E+1,) bool.
       spectrum_method: "dense" or "matrix_free" (closed form of the one-hidden MLP), or
-        "ntk_vp" (every other network: the generic matrix-free vjp/jvp operator, top-k
-        and trace at :func:`spectrum_epochs` only, NaN at the other epochs).
+        "ntk_vp" / "autodiff" (every other network, as ``config.ntk_method``: the generic
+        matrix-free vjp/jvp operator, or the CNN's kernel by blocked Jacobian contraction;
+        top-k and trace at :func:`spectrum_epochs` only, NaN at the other epochs).
       data_source: "bundled" or "full"; notice: message for the user ("" if none).
       checkpoint_epochs: epochs whose params are stored (all, or init/best/final when large).
     """
@@ -373,7 +374,8 @@ def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
         else:
             cs = nc.checkpoint_spectra(splits[j].x_train, params, parameterization=c.parameterization,
                                        top_k=c.top_k, valid=valid & spectrum_epochs(c.epochs, best, False),
-                                       progress=spec_progress, apply_fn=apply_fn_of(c))
+                                       progress=spec_progress, apply_fn=apply_fn_of(c),
+                                       generic_method=c.ntk_method)
         _count("spectra")
         # Diverged epochs hold frozen copies of the last good params: never store them
         # under their own epoch number.
@@ -537,9 +539,11 @@ def spectrum_at(config: ExperimentConfig, epoch: int, limits: Limits, *,
         if progress:
             progress(Progress(Stage.SPECTRUM, 0, 1))
         split = _split_for(c)
+        generic = {} if c.closed_form else {"apply_fn": apply_fn_of(c), "generic_method": c.ntk_method}
+        # "autodiff" forms every checkpoint's kernel anyway (n ≤ JACOBIAN_MAX_N): dense here too
+        dense_max = c.n_train if c.ntk_method == "autodiff" else limits.max_dense_n
         fs = nc.full_spectrum(r.checkpoint(epoch), split.x_train, parameterization=c.parameterization,
-                              dense_max=limits.max_dense_n, top_k=c.top_k, seed=c.seed,
-                              apply_fn=apply_fn_of(c))
+                              dense_max=dense_max, top_k=c.top_k, seed=c.seed, **generic)
         _count("spectra")
         _release_memory()
         return {"method": fs.method, "eigenvalues": fs.eigenvalues, "nodes": fs.nodes,

@@ -62,7 +62,8 @@ CONFIG_FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--dataset", "dataset", "{bundled,full,fashion_mnist}", "bundled 10k MNIST test set, full 70k "
      "MNIST or 70k Fashion-MNIST (both downloaded; Fashion-MNIST never falls back to MNIST)"),
     ("--arch", "arch", "{mlp,cnn}", "network: ReLU MLP, or the small CNN (width = channels, ≤ 32); "
-     "every network but the 1-hidden MLP uses the generic ntk_vp kernel"),
+     "every network but the 1-hidden MLP uses a generic kernel (ntk_vp; the CNN at small n "
+     "by Jacobian contraction, autodiff)"),
     ("--depth", "depth", "D", "hidden layers of the MLP, 1-4 (ignored by the CNN)"),
 )
 _FLAG_OF = {field: flag for flag, field, _, _ in CONFIG_FLAGS}

@@ -77,6 +77,29 @@ def test_ntk_vp_matches_autodiff_deep_mlp_and_cnn(x24, kind, depth, parameteriza
         assert rel(nc.empirical_ntk_fn(arch.apply, method=method)(p, x), ref_t) < TOL
 
 
+@pytest.mark.parametrize("kind", ["cnn", "mlp"])
+def test_blocked_jacobian_kernel_equals_one_block_and_closed_form(x24, kind):
+    """jacobian_dense in blocks (5 samples: 24 = 4·5 + 4, an uneven zero-padded tail) is the
+    unblocked Jacobian contraction, exactly symmetric; on the 1-hidden MLP it is the
+    closed form."""
+    if kind == "cnn":
+        arch = nc.Architecture("cnn", width=4)
+        p = arch.init(jax.random.PRNGKey(11))
+        f, ref = arch.apply, generic.autodiff_dense(arch.apply, p, x24)
+    else:
+        p = model.init_params(jax.random.PRNGKey(12), 16, "standard")
+        f = functools.partial(model.apply, parameterization="standard")
+        ref = nc.empirical_ntk(p, x24, parameterization="standard")
+    k_p = 10 * sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(p))
+    budget = 2 * 5 * k_p                                      # two blocks of 5 samples
+    assert generic.jacobian_block(f, p, x24, budget_floats=budget) == 5
+    blocked = nc.jacobian_dense(f, p, x24, budget_floats=budget)
+    assert blocked.shape == (24, 24) and blocked.dtype == np.float32
+    np.testing.assert_array_equal(blocked, blocked.T)
+    assert rel(blocked, ref) < TOL
+    assert rel(nc.jacobian_dense(f, p, x24), ref) < TOL       # default budget: one block
+
+
 def test_spectra_of_the_ntk_vp_operator_match_dense(x24):
     arch = nc.Architecture("mlp", width=16, depth=2, parameterization="ntk")
     x, _ = nc.load_bundled()

@@ -1,6 +1,7 @@
 """Every network through every layer (issue 12): config and URL/CLI validation of arch,
 depth and dataset; deep MLPs and the CNN trained by the vmapped program; their per-epoch
-spectra from the generic ntk_vp operator against a dense autodiff kernel; the cache; the
+spectra from the generic ntk_vp operator (deep MLP) and the blocked Jacobian contraction
+(CNN at small n; the switch between them) against a dense autodiff kernel; the cache; the
 CLI; and the app's pages (AppTest) with a CNN in the sidebar."""
 
 from __future__ import annotations
@@ -70,6 +71,28 @@ def test_parameter_count_and_memory_estimate_cover_each_architecture():
     assert runner.estimate_memory_mb(fixed, small) <= small.max_memory_mb
 
 
+def test_cnn_kernel_method_switches_at_the_jacobian_block_limit():
+    """The CNN's NTK is formed by blocked Jacobian contraction up to JACOBIAN_MAX_BLOCKS
+    blocks (and JACOBIAN_MAX_N samples), by ntk_vp beyond; MLPs never use it. The
+    switch is a property of the config, so the status line and the JSON name it."""
+    cfg = runner._config
+    for width in (1, 8, 32):
+        b = cfg.JACOBIAN_BUDGET_FLOATS // (2 * 10 * cfg.num_params("cnn", width))
+        n_max = min(cfg.JACOBIAN_MAX_N, b * cfg.JACOBIAN_MAX_BLOCKS)
+        assert _c(arch="cnn", width=width, n_train=n_max).ntk_method == "autodiff"
+        assert _c(arch="cnn", width=width, n_train=n_max + 1).ntk_method == "ntk_vp"
+    assert _c(arch="mlp", depth=3, width=4, n_train=24).ntk_method == "ntk_vp"
+    assert _c(arch="mlp", depth=1).ntk_method == "closed_form"
+    # the per-checkpoint dense kernel is in the memory estimate even above max_dense_n
+    lim = runner.Limits(max_dense_n=100)
+    c = _c(arch="cnn", width=8, n_train=1000)
+    assert c.ntk_method == "autodiff"
+    assert runner.estimate_memory_mb(c, lim) == runner.estimate_memory_mb(c, LIM)
+    deep = _c(arch="mlp", depth=2, width=8, n_train=1000)         # ntk_vp: dense only ≤ max_dense_n
+    gap = runner.estimate_memory_mb(deep, LIM) - runner.estimate_memory_mb(deep, lim)
+    assert gap == pytest.approx(2 * 1000**2 * 8 / 2**20)
+
+
 def test_url_keys_for_network_and_dataset_are_checked_like_every_other():
     issues, accepted = ui_params.check_url({"arch": "CNN", "depth": "9", "data": "fashion_mnist"}, LIM)
     assert accepted == {"arch": "cnn", "data": "fashion_mnist"}
@@ -104,14 +127,14 @@ def store(tmp_path_factory):
         yield s
 
 
-@pytest.mark.parametrize("net", [dict(arch="mlp", depth=2, width=8),
-                                 dict(arch="cnn", width=2, epochs=6, n_train=32)],
-                         ids=["mlp_depth2_subset_of_epochs", "cnn_every_epoch"])
+@pytest.mark.parametrize("net", [dict(arch="mlp", depth=2, width=8, method="ntk_vp"),
+                                 dict(arch="cnn", width=2, epochs=4, n_train=24, method="autodiff")],
+                         ids=["mlp_depth2_ntk_vp_subset_of_epochs", "cnn_autodiff_every_epoch"])
 def test_generic_run_spectra_match_dense_autodiff_and_cache(store, net):
-    c = _c(**net)
+    c = _c(**{k: v for k, v in net.items() if k != "method"})
     before = runner.COUNTERS["trainings"]
     r = runner.run(c, LIM, store=store)
-    assert r.status == "computed" and r.spectrum_method == "ntk_vp"
+    assert r.status == "computed" and r.spectrum_method == c.ntk_method == net["method"]
     done = np.isfinite(r.topk[:, 0])
     np.testing.assert_array_equal(done, runner.spectrum_epochs(c.epochs, r.best_epoch, False))
     assert done.sum() <= runner.GENERIC_SPECTRUM_EPOCHS + 1 and done[0] and done[-1]
@@ -190,4 +213,4 @@ def test_app_pages_run_a_cnn_from_the_url(tmp_path, monkeypatch):
     assert not at.error, [e.value for e in at.error]
     assert len(list(at.get("vega_lite_chart"))) >= 4
     shown = "\n".join(str(c.value) for c in at.caption) + "\n".join(str(m.value) for m in at.markdown)
-    assert "CNN 2 ch" in shown and "ntk_vp" in shown
+    assert "CNN 2 ch" in shown and "autodiff" in shown and "Jacobian contraction" in shown

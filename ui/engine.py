@@ -61,6 +61,9 @@ def method_text(config: runner.ExperimentConfig) -> str:
     """Which network ran and how its NTK was computed, for the status line."""
     if config.closed_form:
         how = "NTK by the closed form of the one-hidden MLP"
+    elif config.ntk_method == "autodiff":
+        how = (f"NTK by Jacobian contraction (autodiff: jax.jacrev, dense n×n), top-k at ≤ "
+               f"{runner.GENERIC_SPECTRUM_EPOCHS} epochs")
     else:
         how = (f"NTK by the generic matrix-free path ntk_vp (jax.vjp/jvp), top-k at ≤ "
                f"{runner.GENERIC_SPECTRUM_EPOCHS} epochs")

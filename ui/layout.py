@@ -18,12 +18,15 @@ def header(title: str, question: str, look_for: str, claim: str | None) -> None:
         st.info(f"**The study's claim:** “{claim}”", icon=":material/format_quote:")
 
 
+GENERIC_NAME = {"ntk_vp": "matrix-free ntk_vp", "autodiff": "Jacobian contraction (autodiff)"}
+
+
 def config_caption(view) -> None:
     """One line stating the sidebar configuration the page uses."""
     c = view.config
     batch = "full batch" if c.batch_size == 0 else f"batch {c.batch_size}"
     method = ("NTK: closed form" if c.closed_form else
-              f"NTK: generic ntk_vp (top-k at ≤ {runner.GENERIC_SPECTRUM_EPOCHS} epochs)")
+              f"NTK: generic, {GENERIC_NAME[c.ntk_method]} (top-k at ≤ {runner.GENERIC_SPECTRUM_EPOCHS} epochs)")
     st.caption(f"Sidebar config: {c.arch_label} on {c.dataset_label} · {method} · "
                f"n={c.n_train} · {c.epochs} epochs · "
                f"{c.optimizer_label} η={c.lr:g} · {batch} · {c.regularizer_label} · seed {c.seed} · "

@@ -374,6 +374,59 @@ def _autodiff(apply_fn, params, x1, x2, *, trace):
 _autodiff_jit = jax.jit(_autodiff, static_argnums=(0,), static_argnames=("trace",))
 
 
+def jacobian_block(apply_fn: ApplyFn, params, x, *, budget_floats: int = DEFAULT_BUDGET_FLOATS) -> int:
+    """Samples per block of :func:`jacobian_dense`: two blocks' (b, K, P) Jacobians fit
+    ``budget_floats``."""
+    k_out = _out_dim(apply_fn, params, jnp.asarray(x[:1]))
+    return int(max(1, budget_floats // (2 * k_out * _num_params(params))))
+
+
+def _block_jacobian(apply_fn, params, xb):
+    """(b, K, P) per-sample Jacobians of one block, leaves flattened in tree order."""
+    j = jax.vmap(lambda xi: jax.jacrev(lambda p: apply_fn(p, xi[None])[0])(params))(xb)
+    leaves = jax.tree_util.tree_leaves(j)
+    return jnp.concatenate([jnp.reshape(a, a.shape[:2] + (-1,)) for a in leaves], axis=-1)
+
+
+_block_jacobian_jit = jax.jit(_block_jacobian, static_argnums=(0,))
+
+
+@jax.jit
+def _traced_contract(ja, jb):
+    return jnp.einsum("ikp,jkp->ij", ja, jb, precision=jax.lax.Precision.HIGHEST) / ja.shape[1]
+
+
+def jacobian_dense(apply_fn: ApplyFn, params, x, *, budget_floats: int = DEFAULT_BUDGET_FLOATS) -> np.ndarray:
+    """The traced dense Θ(x, x) by Jacobian contraction (nt's JACOBIAN_CONTRACTION), in
+    sample blocks so that two blocks' Jacobians stay within ``budget_floats``.
+
+    The block pairs (I, J ≥ I) recompute J's Jacobian, so the cost is (m + 1)/2 backward
+    passes per sample for m blocks, plus the n²·K·P contraction. For a network whose
+    forward pass is expensive per parameter (the CNN shares each filter over 784
+    positions) that is far cheaper than the ~45 products × 2K passes of an ARPACK solve
+    on the matrix-free operator; for a dense MLP it is not (measured: BENCHMARKS.md).
+
+    Returns:
+      (n, n) float32 numpy array, exactly symmetric; the mean over the K logits, raw (not
+      divided by n).
+    """
+    x = jnp.asarray(x)
+    n = x.shape[0]
+    b = min(n, jacobian_block(apply_fn, params, x, budget_floats=budget_floats))
+    xs = pad_chunks(x, b)                                    # (m, b, ...), zero-padded tail
+    m = xs.shape[0]
+    out = np.empty((m * b, m * b), np.float32)
+    for i in range(m):
+        ji = _block_jacobian_jit(apply_fn, params, xs[i])
+        d = np.asarray(_traced_contract(ji, ji))
+        out[i * b:(i + 1) * b, i * b:(i + 1) * b] = 0.5 * (d + d.T)   # exactly symmetric
+        for j in range(i + 1, m):
+            t = np.asarray(_traced_contract(ji, _block_jacobian_jit(apply_fn, params, xs[j])))
+            out[i * b:(i + 1) * b, j * b:(j + 1) * b] = t
+            out[j * b:(j + 1) * b, i * b:(i + 1) * b] = t.T
+    return out[:n, :n]
+
+
 # ------------------------------------------------------------------------------------------
 # the operator object: a SciPy LinearOperator every spectrum function accepts
 

@@ -76,7 +76,7 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
                        dense_max: int = 4000, valid: np.ndarray | None = None,
                        progress: Callable[[int, int], None] | None = None,
                        maxiter: int | None = None, scales=None, mesh=None,
-                       devices=None, apply_fn=None) -> CheckpointSpectra:
+                       devices=None, apply_fn=None, generic_method: str = "ntk_vp") -> CheckpointSpectra:
     """Top-k eigenvalues and exact trace of Θ for every checkpoint of a run.
 
     Consecutive checkpoints have similar kernels, so each Lanczos run starts from the
@@ -100,14 +100,18 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
         kernel is then the generic matrix-free :class:`ntk_core._src.generic.NTKOperator`
         (vjp/jvp, method "ntk_vp"), top-k by ARPACK on it and the trace from its exact
         diagonal, whatever n (``dense_max``, ``scales`` and the mesh are not used).
+      generic_method: with ``apply_fn``: "ntk_vp" (above) or "autodiff": each checkpoint's
+        dense kernel by blocked Jacobian contraction
+        (:func:`ntk_core._src.generic.jacobian_dense`, float32), top-k by ARPACK on it and
+        the trace from its diagonal (the caller decides when n is small enough).
 
     Returns:
       :class:`CheckpointSpectra` (raw traced Θ, not divided by n), with per-checkpoint
-      residuals and convergence flags.
+      residuals and convergence flags; ``method`` "ntk_vp" or "autodiff" on the generic path.
     """
     if apply_fn is not None:
         return _checkpoint_spectra_generic(apply_fn, x, params_stack, top_k=top_k, valid=valid,
-                                           progress=progress, maxiter=maxiter)
+                                           progress=progress, maxiter=maxiter, method=generic_method)
     x = jnp.asarray(x)
     n = x.shape[0]
     count = next(iter(params_stack.values())).shape[0]
@@ -164,8 +168,12 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
                              residual=residual, converged=converged, notes=tuple(notes))
 
 
-def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, progress, maxiter):
-    """:func:`checkpoint_spectra` on the generic operator (warm-started like the closed form)."""
+def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, progress, maxiter,
+                                method: str = "ntk_vp"):
+    """:func:`checkpoint_spectra` on the generic operator or its Jacobian-contracted dense
+    kernel (warm-started like the closed form)."""
+    if method not in ("ntk_vp", "autodiff"):
+        raise ValueError(f"generic_method={method!r}; allowed: 'ntk_vp', 'autodiff'")
     x = jnp.asarray(x)
     n = x.shape[0]
     count = next(iter(params_stack.values())).shape[0]
@@ -178,15 +186,21 @@ def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, prog
     v0 = None
     for i in range(count):
         if valid[i]:
-            op = _generic.NTKOperator(apply_fn, _take(params_stack, i), x)
-            trace[i] = float(op.diagonal().sum())
-            res = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, return_result=True,
-                                      tol=op.arpack_tol, maxiter=maxiter)
+            if method == "autodiff":
+                op = _generic.jacobian_dense(apply_fn, _take(params_stack, i), x)
+                trace[i] = float(np.trace(op, dtype=np.float64))
+                res = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, return_result=True,
+                                          dtype=np.float32, tol=1e-6, symmetric=True, maxiter=maxiter)
+            else:
+                op = _generic.NTKOperator(apply_fn, _take(params_stack, i), x)
+                trace[i] = float(op.diagonal().sum())
+                res = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, return_result=True,
+                                          tol=op.arpack_tol, maxiter=maxiter)
             topk[i], residual[i], converged[i], notes[i] = res.values, res.max_residual, res.converged, res.note
             v0 = res.vectors[:, 0] if np.all(np.isfinite(res.vectors[:, 0])) else None
         if progress is not None:
             progress(i + 1, count)
-    return CheckpointSpectra(topk=topk, trace=trace, method="ntk_vp", residual=residual,
+    return CheckpointSpectra(topk=topk, trace=trace, method=method, residual=residual,
                              converged=converged, notes=tuple(notes))
 
 
@@ -329,7 +343,8 @@ class FullSpectrum:
 def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, top_k: int = 10,
                   slq_probes: int = 8, slq_steps: int = 60, seed: int = 0,
                   dense_dtype: str = "float64", maxiter: int | None = None,
-                  scales=None, mesh=None, devices=None, apply_fn=None) -> FullSpectrum:
+                  scales=None, mesh=None, devices=None, apply_fn=None,
+                  generic_method: str = "ntk_vp") -> FullSpectrum:
     """All eigenvalues (dense, n ≤ dense_max) or an SLQ spectral measure (matrix-free).
 
     Args:
@@ -344,6 +359,8 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
       apply_fn: any network ``f(params, x)``: the kernel is the generic
         :class:`ntk_core._src.generic.NTKOperator` — formed from its vjp/jvp in float32 when
         n ≤ dense_max (``dense_dtype`` is then float32, whatever was asked), else SLQ on it.
+      generic_method: with ``apply_fn`` and n ≤ dense_max, "autodiff" forms that float32
+        kernel by blocked Jacobian contraction instead (same matrix, another cost).
 
     Returns:
       :class:`FullSpectrum`; eigenvalues of raw traced Θ (mean over logits, not /n), with
@@ -353,9 +370,13 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
     empty = np.zeros(0)
     kw = _scales_kw(scales)
     if apply_fn is not None:
-        op = _generic.NTKOperator(apply_fn, {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(x))
+        if generic_method not in ("ntk_vp", "autodiff"):
+            raise ValueError(f"generic_method={generic_method!r}; allowed: 'ntk_vp', 'autodiff'")
+        p, xj = {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(x)
+        op = _generic.NTKOperator(apply_fn, p, xj)
         if n <= dense_max:
-            theta = op.dense()
+            theta = (_generic.jacobian_dense(apply_fn, p, xj) if generic_method == "autodiff"
+                     else op.dense())
             trace = float(np.trace(theta))
             ds = _spectra.dense_spectrum(theta, formed_dtype=np.float32)
             eig = ds.eigenvalues
