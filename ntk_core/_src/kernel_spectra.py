@@ -114,14 +114,7 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
                                            progress=progress, maxiter=maxiter, method=generic_method)
     x = jnp.asarray(x)
     n = x.shape[0]
-    count = next(iter(params_stack.values())).shape[0]
-    valid = np.ones(count, bool) if valid is None else np.asarray(valid, bool)
-    k = min(top_k, n)
-    topk = np.full((count, k), np.nan)
-    trace = np.full(count, np.nan)
-    residual = np.full(count, np.nan)
-    converged = np.zeros(count, bool)
-    notes = [""] * count
+    count, valid, k, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, top_k, n)
     dense = n <= dense_max
     kw = _scales_kw(scales)
     mesh = None if dense else _sharded.spectrum_mesh(mesh, devices)
@@ -168,6 +161,16 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
                              residual=residual, converged=converged, notes=tuple(notes))
 
 
+def _empty_spectra(params_stack, valid, top_k: int, n: int):
+    """Per-checkpoint outputs before any solve: (count, valid mask, k, top-k NaN (count, k),
+    trace NaN, residual NaN, converged False, notes "")."""
+    count = next(iter(params_stack.values())).shape[0]
+    valid = np.ones(count, bool) if valid is None else np.asarray(valid, bool)
+    k = min(top_k, n)
+    return (count, valid, k, np.full((count, k), np.nan), np.full(count, np.nan),
+            np.full(count, np.nan), np.zeros(count, bool), [""] * count)
+
+
 def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, progress, maxiter,
                                 method: str = "ntk_vp"):
     """:func:`checkpoint_spectra` on the generic operator or its Jacobian-contracted dense
@@ -176,13 +179,7 @@ def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, prog
         raise ValueError(f"generic_method={method!r}; allowed: 'ntk_vp', 'autodiff'")
     x = jnp.asarray(x)
     n = x.shape[0]
-    count = next(iter(params_stack.values())).shape[0]
-    valid = np.ones(count, bool) if valid is None else np.asarray(valid, bool)
-    k = min(top_k, n)
-    topk = np.full((count, k), np.nan)
-    trace, residual = np.full(count, np.nan), np.full(count, np.nan)
-    converged = np.zeros(count, bool)
-    notes = [""] * count
+    count, valid, k, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, top_k, n)
     v0 = None
     for i in range(count):
         if valid[i]:
@@ -213,12 +210,7 @@ SHARDED_TOL = _sharded.DEFAULT_TOL
 def _checkpoint_spectra_sharded(x, params_stack, mesh, *, parameterization, k, valid, progress,
                                 maxiter, scales) -> CheckpointSpectra:
     """checkpoint_spectra's matrix-free path with the samples sharded over ``mesh``."""
-    count = next(iter(params_stack.values())).shape[0]
-    topk = np.full((count, k), np.nan)
-    trace = np.full(count, np.nan)
-    residual = np.full(count, np.nan)
-    converged = np.zeros(count, bool)
-    notes = [""] * count
+    count, valid, k, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, k, k)
     xs, mask, n = _sharded._place_samples(x, mesh)
     solver = {} if maxiter is None else {"max_steps": int(maxiter)}
     v0 = None
