@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import functools
 import json
 import math
 import os
@@ -43,6 +44,7 @@ from ntk_core._src import linearized as lin
 from ntk_core._src import model as _model
 from ntk_core._src import stability as stab
 from runner import _run
+from runner import _theory_store
 from runner._admission import ADMISSION
 from runner._config import ConfigError, ExperimentConfig, Limits, estimate_memory_mb, validate_config
 from runner._types import Progress, ProgressFn, Stage
@@ -634,11 +636,7 @@ def _from_value(p: DynamicsProtocol, v: dict[str, Any], status: str, seconds: fl
 
 def cached_dynamics(p: DynamicsProtocol, store: ResultStore | None) -> DynamicsResult | None:
     """The stored result of ``p`` (either command), or None."""
-    if store is None or not store.enabled:
-        return None
-    t0 = time.monotonic()
-    v = store.get("theory", _key(p))
-    return None if v is None else _from_value(p, v, "hit", time.monotonic() - t0)
+    return _theory_store.cached(store, _key(p), functools.partial(_from_value, p))
 
 
 def _cached_or_compute(p: DynamicsProtocol, limits: Limits, store: ResultStore | None,
@@ -655,11 +653,7 @@ def _cached_or_compute(p: DynamicsProtocol, limits: Limits, store: ResultStore |
                           allow_nan=False)
         return {"json": text, "seconds": float(time.monotonic() - t0)}
 
-    if store is None or not store.enabled:
-        value, status = work(), "uncached"
-    else:
-        value, status = store.get_or_compute("theory", _key(p), work)
-    return _from_value(p, value, status, time.monotonic() - t0)
+    return _theory_store.cached_or_compute(store, _key(p), work, functools.partial(_from_value, p))
 
 
 def _split(c: ExperimentConfig, seed: int) -> nc.Split:

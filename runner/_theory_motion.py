@@ -30,6 +30,7 @@ seed — a diverged run — is left out of the fit and named in the statistic; f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -43,6 +44,7 @@ import ntk_core as nc
 from cache import ResultStore
 from ntk_core._src import kernel_motion as km
 from runner import _run
+from runner import _theory_store
 from runner._config import ConfigError, ExperimentConfig, Limits, validate_config
 from runner._types import Progress, ProgressFn, Stage
 from runner._verdicts import (SPEARMAN_MIN, Verdict, _change, _fit, _need, _per_seed, _plain,
@@ -850,11 +852,7 @@ def _from_value(p: TheoryProtocol, v: dict[str, Any], status: str, seconds: floa
 
 def cached_theory(p: TheoryProtocol, store: ResultStore | None) -> TheoryResult | None:
     """The stored result of ``p`` (either command), or None."""
-    if store is None or not store.enabled:
-        return None
-    t0 = time.monotonic()
-    v = store.get("theory", _key(p))
-    return None if v is None else _from_value(p, v, "hit", time.monotonic() - t0)
+    return _theory_store.cached(store, _key(p), functools.partial(_from_value, p))
 
 
 def _cached_or_compute(p: TheoryProtocol, limits: Limits, store: ResultStore | None,
@@ -865,11 +863,7 @@ def _cached_or_compute(p: TheoryProtocol, limits: Limits, store: ResultStore | N
         data, verdicts = compute()
         return _to_value(data, verdicts, time.monotonic() - t0)
 
-    if store is None or not store.enabled:
-        value, status = work(), "uncached"
-    else:
-        value, status = store.get_or_compute("theory", _key(p), work)
-    return _from_value(p, value, status, time.monotonic() - t0)
+    return _theory_store.cached_or_compute(store, _key(p), work, functools.partial(_from_value, p))
 
 
 # ------------------------------------------------------------------------------ training
