@@ -22,6 +22,7 @@ from ntk_core._src.data import load_split
 from ntk_core._src.data import stratified_split
 from ntk_core._src.generic import NTKOperator
 from ntk_core._src.generic import jacobian_dense
+from ntk_core._src.generic import jacobian_samples_per_block
 from ntk_core._src.generic import ntk_vp
 from ntk_core._src.generic import ntk_vp_dense
 from ntk_core._src.generic import ntk_vp_diagonal
@@ -94,6 +95,7 @@ __all__ = (
     "ntk_vp",
     "ntk_vp_dense",
     "jacobian_dense",
+    "jacobian_samples_per_block",
     "ntk_vp_diagonal",
     "empirical_ntk_fn",
     "ntk_operator",

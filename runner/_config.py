@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import ntk_core as nc
+
 REG_KINDS = ("none", "l1", "l2")
 OPTIMIZERS = ("sgd", "adam")
 PARAMETERIZATIONS = ("standard", "ntk")
@@ -466,11 +468,11 @@ def estimate_memory_mb(config: ExperimentConfig, limits: Limits, runs: int = 1) 
 # to the ~45 products × 2·10 passes of an ARPACK solve on the matrix-free operator:
 # measured at n = 200, 8 channels, 1.6 s to form the kernel vs 25 s for the top-10.
 # ntk_core.jacobian_dense works in blocks of b samples (two blocks' Jacobians in ntk_core's
-# 2²⁴-float budget) and recomputes (m + 1)/2 blocks per block for m blocks: up to
+# 2²⁴-float budget, ntk_core.jacobian_samples_per_block) and recomputes (m + 1)/2 blocks
+# per block for m blocks: up to
 # JACOBIAN_MAX_BLOCKS that stays several times cheaper than ARPACK. For the MLPs the
 # matrix-free path is faster (n = 200, 3×128: 6.4 s Jacobian vs 1.5 s top-10). The n×n
 # kernel is capped at the hosted dense limit so the memory estimate's dense term covers it.
-JACOBIAN_BUDGET_FLOATS = 2**24
 JACOBIAN_MAX_BLOCKS = 32
 JACOBIAN_MAX_N = 2_000
 
@@ -480,7 +482,7 @@ def uses_jacobian(arch: str, width: int, depth: int, n: int) -> bool:
     Jacobian contraction (method "autodiff") instead of the matrix-free ntk_vp operator."""
     if arch != "cnn" or n > JACOBIAN_MAX_N:
         return False
-    block = max(1, JACOBIAN_BUDGET_FLOATS // (2 * 10 * num_params(arch, width, depth)))
+    block = nc.jacobian_samples_per_block(num_params(arch, width, depth), 10)
     return -(-n // block) <= JACOBIAN_MAX_BLOCKS
 
 

@@ -26,8 +26,8 @@ thresholds are module constants quoted in each criterion.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import functools
+import hashlib
 import json
 import math
 import os

@@ -77,7 +77,7 @@ def test_cnn_kernel_method_switches_at_the_jacobian_block_limit():
     switch is a property of the config, so the status line and the JSON name it."""
     cfg = runner._config
     for width in (1, 8, 32):
-        b = cfg.JACOBIAN_BUDGET_FLOATS // (2 * 10 * cfg.num_params("cnn", width))
+        b = generic.DEFAULT_BUDGET_FLOATS // (2 * 10 * cfg.num_params("cnn", width))
         n_max = min(cfg.JACOBIAN_MAX_N, b * cfg.JACOBIAN_MAX_BLOCKS)
         assert _c(arch="cnn", width=width, n_train=n_max).ntk_method == "autodiff"
         assert _c(arch="cnn", width=width, n_train=n_max + 1).ntk_method == "ntk_vp"

@@ -17,6 +17,7 @@ import numpy as np
 import streamlit as st
 
 import runner
+from ui import layout
 from ui.progress import Reporter
 from ui.sidebar import current_limits, store
 
@@ -61,11 +62,8 @@ def method_text(config: runner.ExperimentConfig) -> str:
     """Which network ran and how its NTK was computed, for the status line."""
     if config.closed_form:
         how = "NTK by the closed form of the one-hidden MLP"
-    elif config.ntk_method == "autodiff":
-        how = (f"NTK by Jacobian contraction (autodiff: jax.jacrev, dense n×n), top-k at ≤ "
-               f"{runner.GENERIC_SPECTRUM_EPOCHS} epochs")
     else:
-        how = (f"NTK by the generic matrix-free path ntk_vp (jax.vjp/jvp), top-k at ≤ "
+        how = (f"NTK by {layout.GENERIC_NAME[config.ntk_method]}, top-k at ≤ "
                f"{runner.GENERIC_SPECTRUM_EPOCHS} epochs")
     return f"{config.arch_label} on {config.dataset_label}, {how}"
 

@@ -18,7 +18,9 @@ def header(title: str, question: str, look_for: str, claim: str | None) -> None:
         st.info(f"**The study's claim:** “{claim}”", icon=":material/format_quote:")
 
 
-GENERIC_NAME = {"ntk_vp": "matrix-free ntk_vp", "autodiff": "Jacobian contraction (autodiff)"}
+# How a network without a closed form gets its NTK (ExperimentConfig.ntk_method), in words.
+GENERIC_NAME = {"ntk_vp": "the generic matrix-free path ntk_vp (jax.vjp/jvp)",
+                "autodiff": "Jacobian contraction (autodiff: jax.jacrev, dense n×n)"}
 
 
 def config_caption(view) -> None:
@@ -26,7 +28,7 @@ def config_caption(view) -> None:
     c = view.config
     batch = "full batch" if c.batch_size == 0 else f"batch {c.batch_size}"
     method = ("NTK: closed form" if c.closed_form else
-              f"NTK: generic, {GENERIC_NAME[c.ntk_method]} (top-k at ≤ {runner.GENERIC_SPECTRUM_EPOCHS} epochs)")
+              f"NTK: {GENERIC_NAME[c.ntk_method]} (top-k at ≤ {runner.GENERIC_SPECTRUM_EPOCHS} epochs)")
     st.caption(f"Sidebar config: {c.arch_label} on {c.dataset_label} · {method} · "
                f"n={c.n_train} · {c.epochs} epochs · "
                f"{c.optimizer_label} η={c.lr:g} · {batch} · {c.regularizer_label} · seed {c.seed} · "

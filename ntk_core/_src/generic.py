@@ -358,42 +358,41 @@ def autodiff_dense(apply_fn: ApplyFn, params, x1, x2=None, *, trace: bool = True
     return _autodiff_jit(apply_fn, params, x1, x2, trace=bool(trace))
 
 
-def _autodiff(apply_fn, params, x1, x2, *, trace):
-    def jac(x):
-        j = jax.vmap(lambda xi: jax.jacrev(lambda p: apply_fn(p, xi[None])[0])(params))(x)
-        leaves = jax.tree_util.tree_leaves(j)
-        return jnp.concatenate([jnp.reshape(a, a.shape[:2] + (-1,)) for a in leaves], axis=-1)
-
-    j1, j2 = jac(x1), jac(x2)                                          # (n, K, P)
-    hp = jax.lax.Precision.HIGHEST
-    if trace:
-        return jnp.einsum("ikp,jkp->ij", j1, j2, precision=hp) / j1.shape[1]
-    return jnp.einsum("ikp,jlp->ijkl", j1, j2, precision=hp)
-
-
-_autodiff_jit = jax.jit(_autodiff, static_argnums=(0,), static_argnames=("trace",))
-
-
-def jacobian_block(apply_fn: ApplyFn, params, x, *, budget_floats: int = DEFAULT_BUDGET_FLOATS) -> int:
-    """Samples per block of :func:`jacobian_dense`: two blocks' (b, K, P) Jacobians fit
-    ``budget_floats``."""
-    k_out = _out_dim(apply_fn, params, jnp.asarray(x[:1]))
-    return int(max(1, budget_floats // (2 * k_out * _num_params(params))))
-
-
-def _block_jacobian(apply_fn, params, xb):
-    """(b, K, P) per-sample Jacobians of one block, leaves flattened in tree order."""
-    j = jax.vmap(lambda xi: jax.jacrev(lambda p: apply_fn(p, xi[None])[0])(params))(xb)
+def _jacobian(apply_fn, params, x):
+    """(n, K, P) per-sample Jacobians, leaves flattened in tree order."""
+    j = jax.vmap(lambda xi: jax.jacrev(lambda p: apply_fn(p, xi[None])[0])(params))(x)
     leaves = jax.tree_util.tree_leaves(j)
     return jnp.concatenate([jnp.reshape(a, a.shape[:2] + (-1,)) for a in leaves], axis=-1)
 
 
-_block_jacobian_jit = jax.jit(_block_jacobian, static_argnums=(0,))
-
-
-@jax.jit
 def _traced_contract(ja, jb):
+    """(n1, K, P), (n2, K, P) → (n1, n2) traced Θ, the mean over the K logits."""
     return jnp.einsum("ikp,jkp->ij", ja, jb, precision=jax.lax.Precision.HIGHEST) / ja.shape[1]
+
+
+def _autodiff(apply_fn, params, x1, x2, *, trace):
+    j1, j2 = _jacobian(apply_fn, params, x1), _jacobian(apply_fn, params, x2)   # (n, K, P)
+    if trace:
+        return _traced_contract(j1, j2)
+    return jnp.einsum("ikp,jlp->ijkl", j1, j2, precision=jax.lax.Precision.HIGHEST)
+
+
+_autodiff_jit = jax.jit(_autodiff, static_argnums=(0,), static_argnames=("trace",))
+_jacobian_jit = jax.jit(_jacobian, static_argnums=(0,))
+_traced_contract_jit = jax.jit(_traced_contract)
+
+
+def jacobian_samples_per_block(n_params: int, out_dim: int,
+                               budget_floats: int = DEFAULT_BUDGET_FLOATS) -> int:
+    """Samples per block of :func:`jacobian_dense` for a network of ``n_params`` parameters
+    and ``out_dim`` outputs: two blocks' (b, K, P) Jacobians fit ``budget_floats``."""
+    return int(max(1, budget_floats // (2 * out_dim * n_params)))
+
+
+def jacobian_block(apply_fn: ApplyFn, params, x, *, budget_floats: int = DEFAULT_BUDGET_FLOATS) -> int:
+    """:func:`jacobian_samples_per_block` of this model (its outputs from ``x``'s shape)."""
+    k_out = _out_dim(apply_fn, params, jnp.asarray(x[:1]))
+    return jacobian_samples_per_block(_num_params(params), k_out, budget_floats)
 
 
 def jacobian_dense(apply_fn: ApplyFn, params, x, *, budget_floats: int = DEFAULT_BUDGET_FLOATS) -> np.ndarray:
@@ -417,11 +416,11 @@ def jacobian_dense(apply_fn: ApplyFn, params, x, *, budget_floats: int = DEFAULT
     m = xs.shape[0]
     out = np.empty((m * b, m * b), np.float32)
     for i in range(m):
-        ji = _block_jacobian_jit(apply_fn, params, xs[i])
-        d = np.asarray(_traced_contract(ji, ji))
+        ji = _jacobian_jit(apply_fn, params, xs[i])
+        d = np.asarray(_traced_contract_jit(ji, ji))
         out[i * b:(i + 1) * b, i * b:(i + 1) * b] = 0.5 * (d + d.T)   # exactly symmetric
         for j in range(i + 1, m):
-            t = np.asarray(_traced_contract(ji, _block_jacobian_jit(apply_fn, params, xs[j])))
+            t = np.asarray(_traced_contract_jit(ji, _jacobian_jit(apply_fn, params, xs[j])))
             out[i * b:(i + 1) * b, j * b:(j + 1) * b] = t
             out[j * b:(j + 1) * b, i * b:(i + 1) * b] = t.T
     return out[:n, :n]

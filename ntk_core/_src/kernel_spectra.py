@@ -114,7 +114,8 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
                                            progress=progress, maxiter=maxiter, method=generic_method)
     x = jnp.asarray(x)
     n = x.shape[0]
-    count, valid, k, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, top_k, n)
+    k = min(top_k, n)
+    count, valid, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, k)
     dense = n <= dense_max
     kw = _scales_kw(scales)
     mesh = None if dense else _sharded.spectrum_mesh(mesh, devices)
@@ -161,25 +162,32 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
                              residual=residual, converged=converged, notes=tuple(notes))
 
 
-def _empty_spectra(params_stack, valid, top_k: int, n: int):
-    """Per-checkpoint outputs before any solve: (count, valid mask, k, top-k NaN (count, k),
+def _empty_spectra(params_stack, valid, k: int):
+    """Per-checkpoint outputs before any solve: (count, valid mask, top-k NaN (count, k),
     trace NaN, residual NaN, converged False, notes "")."""
     count = next(iter(params_stack.values())).shape[0]
     valid = np.ones(count, bool) if valid is None else np.asarray(valid, bool)
-    k = min(top_k, n)
-    return (count, valid, k, np.full((count, k), np.nan), np.full(count, np.nan),
+    return (count, valid, np.full((count, k), np.nan), np.full(count, np.nan),
             np.full(count, np.nan), np.zeros(count, bool), [""] * count)
+
+
+GENERIC_METHODS = ("ntk_vp", "autodiff")
+
+
+def _check_generic_method(method: str) -> None:
+    if method not in GENERIC_METHODS:
+        raise ValueError(f"generic_method={method!r}; allowed: {', '.join(map(repr, GENERIC_METHODS))}")
 
 
 def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, progress, maxiter,
                                 method: str = "ntk_vp"):
     """:func:`checkpoint_spectra` on the generic operator or its Jacobian-contracted dense
     kernel (warm-started like the closed form)."""
-    if method not in ("ntk_vp", "autodiff"):
-        raise ValueError(f"generic_method={method!r}; allowed: 'ntk_vp', 'autodiff'")
+    _check_generic_method(method)
     x = jnp.asarray(x)
     n = x.shape[0]
-    count, valid, k, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, top_k, n)
+    k = min(top_k, n)
+    count, valid, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, k)
     v0 = None
     for i in range(count):
         if valid[i]:
@@ -210,7 +218,7 @@ SHARDED_TOL = _sharded.DEFAULT_TOL
 def _checkpoint_spectra_sharded(x, params_stack, mesh, *, parameterization, k, valid, progress,
                                 maxiter, scales) -> CheckpointSpectra:
     """checkpoint_spectra's matrix-free path with the samples sharded over ``mesh``."""
-    count, valid, k, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, k, k)
+    count, valid, topk, trace, residual, converged, notes = _empty_spectra(params_stack, valid, k)
     xs, mask, n = _sharded._place_samples(x, mesh)
     solver = {} if maxiter is None else {"max_steps": int(maxiter)}
     v0 = None
@@ -362,19 +370,18 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
     empty = np.zeros(0)
     kw = _scales_kw(scales)
     if apply_fn is not None:
-        if generic_method not in ("ntk_vp", "autodiff"):
-            raise ValueError(f"generic_method={generic_method!r}; allowed: 'ntk_vp', 'autodiff'")
+        _check_generic_method(generic_method)
         p, xj = {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(x)
-        op = _generic.NTKOperator(apply_fn, p, xj)
         if n <= dense_max:
             theta = (_generic.jacobian_dense(apply_fn, p, xj) if generic_method == "autodiff"
-                     else op.dense())
+                     else _generic.NTKOperator(apply_fn, p, xj).dense())
             trace = float(np.trace(theta))
             ds = _spectra.dense_spectrum(theta, formed_dtype=np.float32)
             eig = ds.eigenvalues
             return FullSpectrum("dense", eig, empty, empty, trace, eig[: min(top_k, n)].copy(),
                                 floor=ds.floor, below_floor=ds.below_floor, kernel_dtype=ds.formed_dtype,
                                 residual=float("nan"), converged=True, note="")
+        op = _generic.NTKOperator(apply_fn, p, xj)
         trace = float(op.diagonal().sum())
         mv = op.matvec
         res = _spectra.top_k_eigs(op, min(top_k, n), return_vectors=True, return_result=True,
