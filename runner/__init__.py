@@ -16,6 +16,7 @@ from runner._config import Bounds
 from runner._config import ConfigError
 from runner._config import ExperimentConfig
 from runner._config import Limits
+from runner._config import Network
 from runner._config import bounds
 from runner._config import estimate_memory_mb
 from runner._config import validate_config
@@ -99,6 +100,7 @@ __all__ = (
     "FindingsResult",
     "GRID_PARAMS",
     "Limits",
+    "Network",
     "Progress",
     "Protocol",
     "ProgressFn",

@@ -121,6 +121,26 @@ def _on_community_cloud() -> bool:
     return Path(__file__).resolve().as_posix().startswith("/mount/src/")
 
 
+class Network(NamedTuple):
+    """The network and data a protocol page (Findings, the theory pages) runs its grids on:
+    the sidebar's choice, everything else is the protocol's. Defaults: the study's network."""
+
+    arch: str = "mlp"
+    depth: int = 1
+    dataset: str = "bundled"
+
+    @property
+    def closed_form(self) -> bool:
+        return self.arch == "mlp" and self.depth == 1
+
+    @property
+    def label(self) -> str:
+        """"MLP 1 hidden layer", "MLP 3 hidden layers" or "CNN", with the dataset."""
+        net = "CNN" if self.arch == "cnn" else (
+            f"MLP, {self.depth} hidden layer{'s' if self.depth > 1 else ''}")
+        return f"{net} on {DATASET_LABELS[self.dataset]}"
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """One training run and its spectra. All fields are validated by :func:`validate_config`.
@@ -195,6 +215,11 @@ class ExperimentConfig:
         if self.closed_form:
             return "closed_form"
         return "autodiff" if uses_jacobian(self.arch, self.width, self.depth, self.n_train) else "ntk_vp"
+
+    @property
+    def network(self) -> Network:
+        """The architecture and dataset alone (what the protocol pages take from the sidebar)."""
+        return Network(self.arch, 1 if self.arch == "cnn" else self.depth, self.dataset)
 
     @property
     def arch_label(self) -> str:

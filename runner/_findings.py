@@ -20,7 +20,7 @@ import numpy as np
 
 from cache import ResultStore
 from runner import _run
-from runner._config import ExperimentConfig, Limits, validate_config
+from runner._config import ExperimentConfig, Limits, Network, validate_config
 from runner._types import Progress, ProgressFn, Stage
 from runner._verdicts import CLAIMS, RULES, Verdict
 
@@ -69,22 +69,39 @@ class Protocol:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def protocol(name: str, limits: Limits) -> Protocol:
+def protocol(name: str, limits: Limits, network: Network = Network()) -> Protocol:
     """The ``full`` protocol (the study's grids) or the ``quick`` one (smaller net, fewer
-    epochs and grid points: minutes on 2 cores), validated against ``limits``."""
-    if name == "full":
+    epochs and grid points: minutes on 2 cores), on ``network`` (default: the study's
+    one-hidden-layer MLP on the bundled MNIST), validated against ``limits``.
+
+    Deeper MLPs keep the MLP grids. The CNN's kernel costs far more per sample and per
+    channel (every matvec is a pass of two conv layers over 28×28 maps), so its grids are
+    smaller — fewer channels, samples and epochs — and say so in the caption.
+    """
+    if name not in ("full", "quick"):
+        raise ValueError(f"protocol={name!r}: expected 'full' or 'quick'")
+    if network.arch == "cnn":
+        if name == "full":
+            base = dict(width=16, n_train=400, n_val=200, epochs=20, batch_size=50, top_k=10,
+                        patience=5)
+            grids = dict(l2_grid=(0.0, 1e-4, 1e-3, 1e-2, 1e-1), l1_grid=(0.0, 1e-4, 1e-3, 1e-2, 1e-1),
+                         ns=(100, 200, 400, 800), widths=(1, 2, 4, 8, 16, 32))
+        else:
+            base = dict(width=4, n_train=100, n_val=100, epochs=10, batch_size=25, top_k=10,
+                        patience=3)
+            grids = dict(l2_grid=(0.0, 1e-3, 1e-2, 1e-1), l1_grid=(0.0, 1e-3, 1e-2, 1e-1),
+                         ns=(50, 100, 200, 400), widths=(1, 2, 4, 8, 16))
+    elif name == "full":
         base = dict(width=128, n_train=1000, n_val=500, epochs=30, batch_size=100, top_k=10,
                     patience=5)
         grids = dict(l2_grid=(0.0, 1e-4, 1e-3, 1e-2, 1e-1), l1_grid=(0.0, 1e-4, 1e-3, 1e-2, 1e-1),
                      ns=(250, 500, 1000, 2000), widths=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-    elif name == "quick":
+    else:
         base = dict(width=64, n_train=400, n_val=200, epochs=15, batch_size=50, top_k=10,
                     patience=3)
         grids = dict(l2_grid=(0.0, 1e-3, 1e-2, 1e-1), l1_grid=(0.0, 1e-3, 1e-2, 1e-1),
                      ns=(100, 200, 400, 800), widths=(1, 2, 4, 8, 16, 32, 64, 128))
-    else:
-        raise ValueError(f"protocol={name!r}: expected 'full' or 'quick'")
-    cfg = validate_config(base, limits)
+    cfg = validate_config({**base, **network._asdict()}, limits)
     return Protocol(name=name, base=cfg, seeds=(0, 1, 2), optimizers=(("sgd", 0.1), ("adam", 1e-3)),
                     **grids)
 
@@ -185,6 +202,13 @@ class _Runner:
         return np.asarray(s.eigenvalues, dtype=np.float64)
 
 
+def _recorded(runs: Sequence[_run.RunResult]) -> np.ndarray:
+    """(E',) int: the epochs whose λ_max every run recorded — all of 0..E with the closed
+    form; with the generic NTK the runner computes the spectra at evenly spaced epochs only
+    (:func:`runner._run.spectrum_epochs`), so the dynamics claims are judged on those."""
+    return np.flatnonzero(np.all([np.isfinite(r.topk[:, 0]) for r in runs], axis=0))
+
+
 def _grid(p: Protocol, opt: str, lr: float, reg: str, grid: Sequence[float], limits: Limits):
     """(configs, index (seed, strength) → position) of one regularization grid."""
     cfgs, where = [], {}
@@ -218,20 +242,22 @@ def _regularization_claims(p: Protocol, r: _Runner, opt: str, lr: float, limits:
                          _lists({"strengths": grid, "lambda_max": lam, "seeds": p.seeds, "epoch": final})))
         if reg != "l2":
             continue
-        curves = np.array([[res[where[(s, g)]].topk[:, 0] for g in grid] for s in p.seeds])  # (S,G,E+1)
-        emit(ClaimResult(RULES["higher_l2_sharper_decline"](strengths=np.asarray(grid), lambda_max=curves),
-                         opt, {**proto, "epochs": list(range(final + 1))},
+        ep = _recorded(res)
+        curves = np.array([[res[where[(s, g)]].topk[ep, 0] for g in grid] for s in p.seeds])  # (S,G,E')
+        emit(ClaimResult(RULES["higher_l2_sharper_decline"](strengths=np.asarray(grid), lambda_max=curves,
+                                                            epochs=ep),
+                         opt, {**proto, "epochs": ep.tolist()},
                          _lists({"strengths": grid, "lambda_max": curves, "seeds": p.seeds})))
         # Claims about one run's dynamics: the unregularized runs of the same grid.
         base = [res[where[(s, grid[0])]] for s in p.seeds]
-        lam_t = np.array([b.topk[:, 0] for b in base])
-        val = np.array([b.metrics["val_loss"] for b in base])
-        dyn = {**proto, "reg": "none", "strengths": [grid[0]], "epochs": list(range(final + 1))}
-        ev = _lists({"lambda_max": lam_t, "val_loss": val, "seeds": p.seeds,
+        lam_t = np.array([b.topk[ep, 0] for b in base])
+        val = np.array([b.metrics["val_loss"][ep] for b in base])
+        dyn = {**proto, "reg": "none", "strengths": [grid[0]], "epochs": ep.tolist()}
+        ev = _lists({"lambda_max": lam_t, "val_loss": val, "seeds": p.seeds, "epochs": ep,
                      "best_epoch": [b.best_epoch for b in base],
                      "stop_epoch": [b.stop_epoch for b in base]})
-        emit(ClaimResult(RULES["lambda_max_falls_min_rises"](lambda_max=lam_t), opt, dyn, ev))
-        emit(ClaimResult(RULES["min_coincides_with_overfitting"](lambda_max=lam_t, val_loss=val),
+        emit(ClaimResult(RULES["lambda_max_falls_min_rises"](lambda_max=lam_t, epochs=ep), opt, dyn, ev))
+        emit(ClaimResult(RULES["min_coincides_with_overfitting"](lambda_max=lam_t, val_loss=val, epochs=ep),
                          opt, dyn, ev))
         # Whole spectra at the final epoch across the L2 grid (seed of the first run).
         specs = [r.spectrum(res[where[(p.seeds[0], g)]].config, final) for g in grid]

@@ -405,33 +405,42 @@ def judge_l1_lowers_lambda_max(*, strengths: Any, lambda_max: Any,
 
 
 def judge_higher_l2_sharper_decline(*, strengths: Any, lambda_max: Any,
-                                    horizon: int | None = None) -> Verdict:
+                                    horizon: int | None = None, epochs: Any = None) -> Verdict:
     """Claim ``higher_l2_sharper_decline``: λ_max declines faster under stronger L2.
 
     The decline of one run is the fitted fraction of λ_max lost over epochs 0..T:
-    1 − exp(T·slope) with slope the least-squares slope of ln λ_max over those epochs
-    (robust to one noisy epoch; negative when λ_max rises). Its trend against the strength
-    is judged like claim 1, with an absolute tolerance of 0.02 (2 points of λ_max[0]).
+    1 − exp(T·slope) with slope the least-squares slope of ln λ_max against the epoch over
+    the recorded epochs ≤ T (robust to one noisy epoch; negative when λ_max rises). Its
+    trend against the strength is judged like claim 1, with an absolute tolerance of 0.02
+    (2 points of λ_max[0]).
 
     Args:
       strengths: (G,) L2 strengths, G ≥ 3, any order; the smallest is the baseline.
-      lambda_max: (S, G, E+1) λ_max per seed, strength and epoch (0 = init), E ≥ 2;
-        (G, E+1) is one seed.
-      horizon: T, the epochs the decline is measured over (default: the first half, E // 2).
+      lambda_max: (S, G, E'+1) λ_max per seed, strength and recorded epoch (first = init);
+        (G, E'+1) is one seed.
+      horizon: T, the epochs the decline is measured over (default: the first half of the
+        last recorded epoch).
+      epochs: (E'+1,) increasing epoch numbers of the columns, the first 0 (default 0..E').
     """
     v = _per_seed(lambda_max, 3, "lambda_max")
-    epochs = v.shape[2] - 1
-    t = max(1, epochs // 2) if horizon is None else int(horizon)
+    ep = (np.arange(v.shape[2], dtype=np.float64) if epochs is None
+          else np.asarray(epochs, dtype=np.float64))
+    if ep.shape != (v.shape[2],):
+        raise ValueError(f"epochs {ep.shape} do not match lambda_max's last axis {v.shape[2]}")
+    last = int(ep[-1]) if ep.size else 0
+    t = max(1, last // 2) if horizon is None else int(horizon)
     head = (f"Decline of λ_max over epochs 0..{t} = 1 − exp({t}·slope of ln λ_max), per seed "
             f"and L2 strength; claim: the decline grows with λ.")
-    if epochs < 2 or not 1 <= t <= epochs:
+    cols = np.flatnonzero(ep <= t)
+    if last < 2 or not 1 <= t <= last or cols.size < 2 or ep[0] != 0:
         return _verdict("higher_l2_sharper_decline", "inconclusive",
-                        f"need ≥ 2 epochs and 1 ≤ horizon ≤ epochs (epochs={epochs}, horizon={t})",
+                        f"need ≥ 2 epochs, 1 ≤ horizon ≤ epochs and ≥ 2 recorded epochs from 0 to "
+                        f"the horizon (epochs={last}, horizon={t}, recorded={cols.size})",
                         {"horizon": t, "n_seeds": v.shape[0]}, head, [])
-    part = v[:, :, : t + 1]
+    part = v[:, :, cols]
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.where(part > 0, np.log(np.where(part > 0, part, 1.0)), np.nan)
-    x = np.arange(t + 1, dtype=np.float64)
+    x = ep[cols]
     xc = x - x.mean()
     slope = (logs * xc).sum(axis=-1) / float((xc * xc).sum())  # NaN if any epoch is NaN/≤0
     decline = 1.0 - np.exp(np.clip(slope * t, -50.0, 50.0))
