@@ -13,6 +13,7 @@ from ntk_core._src.archs import init_cnn
 from ntk_core._src.archs import init_mlp
 from ntk_core._src.archs import mlp_apply
 from ntk_core._src.data import DataUnavailable
+from ntk_core._src.deep_mlp import mlp_traced_ntk
 from ntk_core._src.data import Split
 from ntk_core._src.data import fetch_full
 from ntk_core._src.data import forget_download_failures
@@ -95,6 +96,7 @@ __all__ = (
     "ntk_vp",
     "ntk_vp_dense",
     "jacobian_dense",
+    "mlp_traced_ntk",
     "jacobian_samples_per_block",
     "ntk_vp_diagonal",
     "empirical_ntk_fn",

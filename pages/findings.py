@@ -15,11 +15,10 @@ layout.header(
     "stated rule over 3 seeds, never written by hand. Open a card's details for the statistic, "
     "the criterion, the per-seed numbers, the protocol and what theory says.",
     None)  # ten claims: each card quotes its own, in the study's words
-layout.fixed_network_note(view)
 
-try:
-    quick = runner.protocol("quick", view.limits)
-    full = runner.protocol("full", view.limits)
+try:  # the sidebar's network and dataset; the protocol sets everything else
+    quick = runner.protocol("quick", view.limits, view.config.network)
+    full = runner.protocol("full", view.limits, view.config.network)
 except runner.ConfigError as exc:  # caps too small for even the quick protocol
     st.error(f"The findings protocols do not fit this server's limits: {exc}")
     st.stop()
@@ -27,8 +26,9 @@ except runner.ConfigError as exc:  # caps too small for even the quick protocol
 full_cached = runner.cached_findings(full, view.limits, sidebar.store()) is not None
 want_full = full_cached or st.session_state.get("findings_full", False)
 if not want_full:
-    st.caption("The full protocol (the study's grids: width 128, n=1000, 30 epochs) is not cached "
-               "on this server yet, so the quick protocol is shown.")
+    fb = full.base
+    st.caption(f"The full protocol for the {fb.network.label} (width {fb.width}, n={fb.n_train}, "
+               f"{fb.epochs} epochs) is not cached on this server yet, so the quick protocol is shown.")
     if st.button("Run the full protocol (several minutes on 2 cores; cached for everyone after)",
                  key="findings_run_full"):
         st.session_state["findings_full"] = True

@@ -20,6 +20,7 @@ from runner._config import Network
 from runner._config import bounds
 from runner._config import estimate_memory_mb
 from runner._config import validate_config
+from runner._config import validate_network
 from runner._findings import ClaimResult
 from runner._findings import FindingsResult
 from runner._findings import Protocol
@@ -32,6 +33,7 @@ from runner._run import COUNTERS
 from runner._run import GENERIC_SPECTRUM_EPOCHS
 from runner._run import GRID_PARAMS
 from runner._run import apply_fn_of
+from runner._run import every_epoch
 from runner._run import spectrum_epochs
 from runner._run import RunResult
 from runner._run import analytic_reference
@@ -71,6 +73,7 @@ __all__ = (
     "ARCHS",
     "GENERIC_SPECTRUM_EPOCHS",
     "apply_fn_of",
+    "every_epoch",
     "spectrum_epochs",
     "DATASET_LABELS",
     "DATASETS",
@@ -126,4 +129,5 @@ __all__ = (
     "trim_heap",
     "tune_allocator",
     "validate_config",
+    "validate_network",
 )

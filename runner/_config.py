@@ -210,10 +210,14 @@ class ExperimentConfig:
     @property
     def ntk_method(self) -> str:
         """How this network's empirical NTK is computed: "closed_form" (1-hidden MLP),
-        "autodiff" (the CNN while its blocked Jacobian contraction is cheap, see
+        "structured" (the deeper MLPs at n ≤ STRUCTURED_MAX_N: their dense kernel
+        layer-wise, ``ntk_core.mlp_traced_ntk``), "autodiff" (the CNN while its blocked
+        Jacobian contraction is cheap, see
         :func:`uses_jacobian`) or "ntk_vp" (the generic matrix-free vjp/jvp operator)."""
         if self.closed_form:
             return "closed_form"
+        if self.arch == "mlp" and self.n_train <= STRUCTURED_MAX_N:
+            return "structured"
         return "autodiff" if uses_jacobian(self.arch, self.width, self.depth, self.n_train) else "ntk_vp"
 
     @property
@@ -421,6 +425,21 @@ def validate_config(config: ExperimentConfig | Mapping[str, Any] | None = None,
 _MEMORY_FIELDS = ("width", "epochs", "n_train")
 
 
+def validate_network(raw: dict[str, Any], limits: Limits) -> Network:
+    """The network fields (arch, depth, dataset) of ``raw``, defaults for the missing ones,
+    parsed and range-checked — the one check of these three inputs (validate_config uses it).
+
+    Raises:
+      ConfigError: naming the field and the allowed values.
+    """
+    d = {**Network()._asdict(), **{k: v for k, v in raw.items() if k in Network._fields}}
+    dataset = _parse_choice("dataset", d["dataset"], DATASETS)
+    arch = _parse_choice("arch", d["arch"], ARCHS)
+    depth = _parse_int("depth", d["depth"], *bounds(limits).depth)
+    # The CNN has one layout: one cache key whatever depth was passed.
+    return Network(arch, 1 if arch == "cnn" else depth, dataset)
+
+
 def _parse_fields(raw: dict[str, Any], limits: Limits) -> ExperimentConfig:
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
@@ -428,12 +447,7 @@ def _parse_fields(raw: dict[str, Any], limits: Limits) -> ExperimentConfig:
     d = ExperimentConfig().to_dict()
     d.update(raw)
 
-    out: dict[str, Any] = {}
-    out["dataset"] = _parse_choice("dataset", d["dataset"], DATASETS)
-    out["arch"] = _parse_choice("arch", d["arch"], ARCHS)
-    out["depth"] = _parse_int("depth", d["depth"], *bounds(limits).depth)
-    if out["arch"] == "cnn":
-        out["depth"] = 1  # the CNN has one layout: one cache key whatever depth was passed
+    out: dict[str, Any] = validate_network(d, limits)._asdict()
     out["width"] = _parse_int("width", d["width"], *bounds(limits, arch=out["arch"]).width)
     out["n_val"] = _parse_int("n_val", d["n_val"], *bounds(limits, out["dataset"]).n_val)
     out["n_train"] = _parse_int("n_train", d["n_train"],
@@ -483,7 +497,7 @@ def estimate_memory_mb(config: ExperimentConfig, limits: Limits, runs: int = 1) 
         # the whole-spectrum page when n ≤ max_dense_n (of every checkpoint for "autodiff",
         # whose two Jacobian blocks fit the same 2²⁴ floats).
         kernel = (2**24 + 11 * n_params + 40 * n) * 4
-        dense = n <= limits.max_dense_n or config.ntk_method == "autodiff"
+        dense = n <= limits.max_dense_n or config.ntk_method in DENSE_METHODS
         kernel += 2 * n * n * 8 if dense else 0
     return (ckpt + opt + data + acts + kernel) / 2**20
 
@@ -500,6 +514,11 @@ def estimate_memory_mb(config: ExperimentConfig, limits: Limits, runs: int = 1) 
 # kernel is capped at the hosted dense limit so the memory estimate's dense term covers it.
 JACOBIAN_MAX_BLOCKS = 32
 JACOBIAN_MAX_N = 2_000
+# The deeper MLPs' dense kernel layer-wise (backprop signals of the 10 logits, no
+# Jacobian): measured at n = 400, 2×64, 0.05 s per checkpoint against 1.5 s for the
+# ntk_vp top-10 (BENCHMARKS.md). Same n cap as the Jacobian, for the same memory reason.
+STRUCTURED_MAX_N = JACOBIAN_MAX_N
+DENSE_METHODS = ("autodiff", "structured")   # every checkpoint's kernel formed n×n
 
 
 def uses_jacobian(arch: str, width: int, depth: int, n: int) -> bool:

@@ -16,14 +16,14 @@ import numpy as np
 
 import ntk_core as nc
 from cache import ResultStore
-from runner._config import (ConfigError, ExperimentConfig, Limits, check_memory, estimate_memory_mb,
+from runner._config import (DENSE_METHODS, ConfigError, ExperimentConfig, Limits, check_memory, estimate_memory_mb,
                             validate_config)
 from runner._admission import ADMISSION
 from runner._malloc import trim_heap
 from runner._types import Progress, ProgressFn, ReferenceResult, SpectrumResult, Stage
 
 # Bumped whenever the meaning of a stored value changes (on top of the store's own schema).
-RESULT_VERSION = 8  # 8: the CNN's spectra by Jacobian contraction ("autodiff") at small n
+RESULT_VERSION = 9  # 9: deeper MLPs at n ≤ 2000 by the layer-wise kernel ("structured"); 8: the CNN's spectra by Jacobian contraction ("autodiff") at small n
 
 # Sweep axes → how each value changes the base config.
 GRID_PARAMS = ("width", "samples", "l1", "l2", "lr", "seed")
@@ -146,9 +146,10 @@ class RunResult:
       lanczos_residual: (E+1,) max relative residual ‖Θv − λv‖/|λ| of each epoch's top-k
         solve (NaN where skipped). lanczos_converged: (E+1,) bool.
       spectrum_method: "dense" or "matrix_free" (closed form of the one-hidden MLP), or
-        "ntk_vp" / "autodiff" (every other network, as ``config.ntk_method``: the generic
+        "ntk_vp" / "autodiff" / "structured" (every other network, as ``config.ntk_method``: the generic
         matrix-free vjp/jvp operator, or the CNN's kernel by blocked Jacobian contraction;
-        top-k and trace at :func:`spectrum_epochs` only, NaN at the other epochs).
+        top-k and trace at :func:`spectrum_epochs` only, NaN at the other epochs, except
+        "structured": every epoch).
       data_source: "bundled" or "full"; notice: message for the user ("" if none).
       checkpoint_epochs: epochs whose params are stored (all, or init/best/final when large).
     """
@@ -309,11 +310,17 @@ def _chunks(idx: list[int], cfgs: Sequence[ExperimentConfig], limits: Limits) ->
     return out
 
 
-def spectrum_epochs(epochs: int, best_epoch: int, closed_form: bool) -> np.ndarray:
-    """(E+1,) bool: the epochs whose top-k and trace are computed — all of them with the
-    closed form, else :data:`GENERIC_SPECTRUM_EPOCHS` evenly spaced ones plus the best
-    validation epoch."""
-    if closed_form or epochs + 1 <= GENERIC_SPECTRUM_EPOCHS:
+def every_epoch(config: ExperimentConfig) -> bool:
+    """True when every epoch's top-k and trace are computed: the closed form and the deeper
+    MLPs' layer-wise kernel are cheap enough; ntk_vp and autodiff are not."""
+    return config.ntk_method in ("closed_form", "structured")
+
+
+def spectrum_epochs(epochs: int, best_epoch: int, all_epochs: bool) -> np.ndarray:
+    """(E+1,) bool: the epochs whose top-k and trace are computed — all of them when
+    ``all_epochs`` (:func:`every_epoch`), else :data:`GENERIC_SPECTRUM_EPOCHS` evenly spaced
+    ones plus the best validation epoch."""
+    if all_epochs or epochs + 1 <= GENERIC_SPECTRUM_EPOCHS:
         return np.ones(epochs + 1, bool)
     chosen = np.zeros(epochs + 1, bool)
     chosen[np.unique(np.round(np.linspace(0, epochs, GENERIC_SPECTRUM_EPOCHS)).astype(int))] = True
@@ -373,7 +380,7 @@ def _train_points(configs: Sequence[ExperimentConfig], limits: Limits,
                                        scales=nc.layer_scales(c.width, c.parameterization))
         else:
             cs = nc.checkpoint_spectra(splits[j].x_train, params, parameterization=c.parameterization,
-                                       top_k=c.top_k, valid=valid & spectrum_epochs(c.epochs, best, False),
+                                       top_k=c.top_k, valid=valid & spectrum_epochs(c.epochs, best, every_epoch(c)),
                                        progress=spec_progress, apply_fn=apply_fn_of(c),
                                        generic_method=c.ntk_method)
         _count("spectra")
@@ -540,8 +547,8 @@ def spectrum_at(config: ExperimentConfig, epoch: int, limits: Limits, *,
             progress(Progress(Stage.SPECTRUM, 0, 1))
         split = _split_for(c)
         generic = {} if c.closed_form else {"apply_fn": apply_fn_of(c), "generic_method": c.ntk_method}
-        # "autodiff" forms every checkpoint's kernel anyway (n ≤ JACOBIAN_MAX_N): dense here too
-        dense_max = c.n_train if c.ntk_method == "autodiff" else limits.max_dense_n
+        # the dense methods form every checkpoint's kernel anyway (n ≤ 2000): dense here too
+        dense_max = c.n_train if c.ntk_method in DENSE_METHODS else limits.max_dense_n
         fs = nc.full_spectrum(r.checkpoint(epoch), split.x_train, parameterization=c.parameterization,
                               dense_max=dense_max, top_k=c.top_k, seed=c.seed, **generic)
         _count("spectra")

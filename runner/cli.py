@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from runner import _run
 from runner._run import FIELD_OF_VARY as _FIELD_OF_VARY
-from runner._config import ConfigError, ExperimentConfig, Limits, validate_config
+from runner._config import ConfigError, ExperimentConfig, Limits, Network, validate_config, validate_network
 from runner._malloc import tune_allocator
 from runner._types import Progress, Stage
 
@@ -62,11 +62,25 @@ CONFIG_FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--dataset", "dataset", "{bundled,full,fashion_mnist}", "bundled 10k MNIST test set, full 70k "
      "MNIST or 70k Fashion-MNIST (both downloaded; Fashion-MNIST never falls back to MNIST)"),
     ("--arch", "arch", "{mlp,cnn}", "network: ReLU MLP, or the small CNN (width = channels, ≤ 32); "
-     "every network but the 1-hidden MLP uses a generic kernel (ntk_vp; the CNN at small n "
-     "by Jacobian contraction, autodiff)"),
+     "every network but the 1-hidden MLP uses a generic kernel (ntk_vp; at n ≤ 2000 the deeper "
+     "MLPs layer-wise, structured, and the CNN by Jacobian contraction, autodiff)"),
     ("--depth", "depth", "D", "hidden layers of the MLP, 1-4 (ignored by the CNN)"),
 )
 _FLAG_OF = {field: flag for flag, field, _, _ in CONFIG_FLAGS}
+
+
+def add_network_flags(parser: argparse.ArgumentParser) -> None:
+    """--arch, --depth, --dataset on a protocol command (findings, the theory commands):
+    the protocol's grids run on that network."""
+    for flag, field, metavar, text in CONFIG_FLAGS:
+        if field in Network._fields:
+            parser.add_argument(flag, dest=field, metavar=metavar, default=None, help=text)
+
+
+def network_of(args: argparse.Namespace, limits: Limits) -> Network:
+    """The validated network of a protocol command's flags (default: the study's MLP)."""
+    return validate_network({f: getattr(args, f) for f in Network._fields
+                             if getattr(args, f, None) is not None}, limits)
 
 CSV_COLUMNS = ("vary", "value", "epoch", "train_loss", "val_loss", "val_acc", "lambda_max", "trace",
                "step_norm", "rel_change", "diverged_at", "status")
@@ -188,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="reduced protocol (smaller net, fewer epochs and grid points: minutes on "
                           "2 cores); the JSON says so")
     p_f.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    add_network_flags(p_f)
     _add_common(p_f, top=False)
     p_f.set_defaults(handler=cmd_findings)
     from runner import _theory_motion  # kernel-motion, infinite-width
@@ -475,7 +490,8 @@ def plan(argv: Sequence[str]) -> Plan:
     if args.command == "findings":
         from runner import _findings
 
-        return Plan(args, limits, [_findings.protocol("quick" if args.quick else "full", limits).base])
+        return Plan(args, limits, [_findings.protocol("quick" if args.quick else "full", limits,
+                                                      network_of(args, limits)).base])
     base = validate_config(_base_config(args), limits)
     if args.command == "run":
         return Plan(args, limits, [base])
@@ -555,7 +571,7 @@ def cmd_findings(p: Plan) -> int:
     from runner import _findings
 
     args = p.args
-    proto = _findings.protocol("quick" if args.quick else "full", p.limits)
+    proto = _findings.protocol("quick" if args.quick else "full", p.limits, network_of(args, p.limits))
     with _Session(args) as s:
         store = s.open_store()
         res = _findings.findings(proto, p.limits, store=store, progress=s.bar)
@@ -575,7 +591,7 @@ def findings_table(res) -> str:
     w(f"NTK Explorer findings — {p.name} protocol ({res.status}, {res.seconds:.1f} s), "
       f"config hash {p.key}\n")
     b = p.base
-    w(f"base: width {b.width}, n={b.n_train}, n_val={b.n_val}, {b.epochs} epochs, batch {b.batch_size}, "
+    w(f"network: {b.network.label}; base: width {b.width}, n={b.n_train}, n_val={b.n_val}, {b.epochs} epochs, batch {b.batch_size}, "
       f"{b.parameterization} param.; seeds {list(p.seeds)}; optimizers "
       + ", ".join(f"{o} (lr {lr:g})" for o, lr in p.optimizers) + "\n\n")
     w(f"{'claim':34s} {'optimizer':9s} verdict\n")

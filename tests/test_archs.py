@@ -59,6 +59,8 @@ def test_every_golden_kernel_is_matched(deep):
         assert {k: v.shape for k, v in jax.eval_shape(arch.init, jax.random.PRNGKey(0)).items()} == \
             {k: v.shape for k, v in p.items()}, key            # the default layouts are the golden ones
         assert rel(nc.ntk_vp_dense(arch.apply, p, x), deep[key]) < TOL, key
+        if arch.kind == "mlp":   # and the layer-wise kernel of the deep MLPs
+            assert rel(nc.mlp_traced_ntk(p, x, parameterization=arch.parameterization), deep[key]) < TOL, key
         checked.add(key)
     # infinite width, depth 2 and 3, both (W_std, b_std)
     for key in [k for k in deep if k.startswith("inf_")]:

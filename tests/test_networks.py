@@ -71,26 +71,33 @@ def test_parameter_count_and_memory_estimate_cover_each_architecture():
     assert runner.estimate_memory_mb(fixed, small) <= small.max_memory_mb
 
 
-def test_cnn_kernel_method_switches_at_the_jacobian_block_limit():
+def test_generic_kernel_method_switches_at_its_limits():
     """The CNN's NTK is formed by blocked Jacobian contraction up to JACOBIAN_MAX_BLOCKS
-    blocks (and JACOBIAN_MAX_N samples), by ntk_vp beyond; MLPs never use it. The
-    switch is a property of the config, so the status line and the JSON name it."""
+    blocks (and JACOBIAN_MAX_N samples), by ntk_vp beyond; the deeper MLPs' layer-wise
+    ("structured") up to STRUCTURED_MAX_N samples, by ntk_vp beyond. The switch is a
+    property of the config, so the status line and the JSON name it."""
     cfg = runner._config
     for width in (1, 8, 32):
         b = generic.DEFAULT_BUDGET_FLOATS // (2 * 10 * cfg.num_params("cnn", width))
         n_max = min(cfg.JACOBIAN_MAX_N, b * cfg.JACOBIAN_MAX_BLOCKS)
         assert _c(arch="cnn", width=width, n_train=n_max).ntk_method == "autodiff"
         assert _c(arch="cnn", width=width, n_train=n_max + 1).ntk_method == "ntk_vp"
-    assert _c(arch="mlp", depth=3, width=4, n_train=24).ntk_method == "ntk_vp"
+    for depth in (2, 4):
+        assert _c(arch="mlp", depth=depth, width=4, n_train=cfg.STRUCTURED_MAX_N).ntk_method == "structured"
+        assert _c(arch="mlp", depth=depth, width=4, n_train=cfg.STRUCTURED_MAX_N + 1).ntk_method == "ntk_vp"
     assert _c(arch="mlp", depth=1).ntk_method == "closed_form"
+    # the layer-wise kernel's n×n is in the memory estimate even above max_dense_n
+    c = _c(arch="mlp", depth=2, width=8, n_train=1000)
+    assert runner.estimate_memory_mb(c, runner.Limits(max_dense_n=100)) == runner.estimate_memory_mb(c, LIM)
     # the per-checkpoint dense kernel is in the memory estimate even above max_dense_n
     lim = runner.Limits(max_dense_n=100)
     c = _c(arch="cnn", width=8, n_train=1000)
     assert c.ntk_method == "autodiff"
     assert runner.estimate_memory_mb(c, lim) == runner.estimate_memory_mb(c, LIM)
-    deep = _c(arch="mlp", depth=2, width=8, n_train=1000)         # ntk_vp: dense only ≤ max_dense_n
-    gap = runner.estimate_memory_mb(deep, LIM) - runner.estimate_memory_mb(deep, lim)
-    assert gap == pytest.approx(2 * 1000**2 * 8 / 2**20)
+    deep = _c(arch="mlp", depth=2, width=8, n_train=2001)         # ntk_vp: dense only ≤ max_dense_n
+    assert deep.ntk_method == "ntk_vp"
+    gap = runner.estimate_memory_mb(deep, LIM) - runner.estimate_memory_mb(deep, runner.Limits(max_dense_n=2000))
+    assert gap == pytest.approx(2 * 2001**2 * 8 / 2**20)
 
 
 def test_url_keys_for_network_and_dataset_are_checked_like_every_other():
@@ -127,17 +134,22 @@ def store(tmp_path_factory):
         yield s
 
 
-@pytest.mark.parametrize("net", [dict(arch="mlp", depth=2, width=8, method="ntk_vp"),
+@pytest.mark.parametrize("net", [dict(arch="mlp", depth=2, width=4, n_train=2001, method="ntk_vp"),
+                                 dict(arch="mlp", depth=3, width=8, method="structured"),
                                  dict(arch="cnn", width=2, epochs=4, n_train=24, method="autodiff")],
-                         ids=["mlp_depth2_ntk_vp_subset_of_epochs", "cnn_autodiff_every_epoch"])
+                         ids=["mlp_depth2_ntk_vp_subset_of_epochs", "mlp_depth3_structured_every_epoch",
+                              "cnn_autodiff_every_epoch"])
 def test_generic_run_spectra_match_dense_autodiff_and_cache(store, net):
     c = _c(**{k: v for k, v in net.items() if k != "method"})
     before = runner.COUNTERS["trainings"]
     r = runner.run(c, LIM, store=store)
     assert r.status == "computed" and r.spectrum_method == c.ntk_method == net["method"]
     done = np.isfinite(r.topk[:, 0])
-    np.testing.assert_array_equal(done, runner.spectrum_epochs(c.epochs, r.best_epoch, False))
-    assert done.sum() <= runner.GENERIC_SPECTRUM_EPOCHS + 1 and done[0] and done[-1]
+    np.testing.assert_array_equal(done, runner.spectrum_epochs(c.epochs, r.best_epoch, runner.every_epoch(c)))
+    if net["method"] == "ntk_vp":
+        assert done.sum() <= runner.GENERIC_SPECTRUM_EPOCHS + 1 and done[0] and done[-1]
+    else:   # the dense methods are cheap: every epoch (the CNN case has 5 epochs only)
+        assert done.all()
     split = nc.load_split(c.n_train, c.n_val, c.seed)
     apply_fn = runner.apply_fn_of(c)
     for e in (0, c.epochs):
@@ -185,7 +197,7 @@ def test_cli_arch_depth_flags(tmp_path):
                         "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert (out["network"], out["ntk_method"], out["spectrum_method"]) == ("MLP 3×4", "ntk_vp", "ntk_vp")
+    assert (out["network"], out["ntk_method"], out["spectrum_method"]) == ("MLP 3×4", "structured", "structured")
     assert out["config"]["depth"] == 3 and all(v is not None for v in out["lambda_max"])
     bad = subprocess.run([sys.executable, "-m", "ntk_core", "run", "--arch", "cnn", "--width", "100"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

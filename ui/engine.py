@@ -63,8 +63,7 @@ def method_text(config: runner.ExperimentConfig) -> str:
     if config.closed_form:
         how = "NTK by the closed form of the one-hidden MLP"
     else:
-        how = (f"NTK by {layout.GENERIC_NAME[config.ntk_method]}, top-k at ≤ "
-               f"{runner.GENERIC_SPECTRUM_EPOCHS} epochs")
+        how = f"NTK by {layout.generic_method_text(config)}"
     return f"{config.arch_label} on {config.dataset_label}, {how}"
 
 

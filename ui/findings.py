@@ -147,9 +147,15 @@ def protocol_caption(p: runner.Protocol, status: str, seconds: float) -> str:
     b = p.base
     where = {"hit": "loaded from the cache", "computed": f"computed now in {seconds:.0f} s",
              "uncached": f"computed in {seconds:.0f} s (cache disabled)"}.get(status, status)
-    return (f"Showing the **{p.name}** protocol ({where}): width {b.width}, n={b.n_train} "
+    kernel = "closed-form NTK" if b.closed_form else f"generic NTK, {b.ntk_method} at the base config"
+    if not b.closed_form and b.epochs + 1 > runner.GENERIC_SPECTRUM_EPOCHS:
+        kernel += (f"; λ_max recorded at {runner.GENERIC_SPECTRUM_EPOCHS} evenly spaced epochs, "
+                   "on which the dynamics claims are judged")
+    return (f"Showing the **{p.name}** protocol on the **{b.network.label}** ({where}; {kernel}): "
+            f"width {b.width}, n={b.n_train} "
             f"(validation {b.n_val}), {b.epochs} epochs, minibatch {b.batch_size}, "
             f"{b.parameterization} parameterization, seeds {list(p.seeds)}, optimizers "
             + ", ".join(f"{OPTIMIZER[o]} (η={lr:g})" for o, lr in p.optimizers)
             + f"; L2 grid {list(p.l2_grid)}, L1 grid {list(p.l1_grid)}, n sweep {list(p.ns)}, "
-              f"widths {list(p.widths)}. Config hash `{p.key}`. The sidebar does not apply here.")
+              f"widths {list(p.widths)}. Config hash `{p.key}`. Of the sidebar, only the network and "
+              "the dataset apply here.")

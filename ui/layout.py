@@ -20,15 +20,22 @@ def header(title: str, question: str, look_for: str, claim: str | None) -> None:
 
 # How a network without a closed form gets its NTK (ExperimentConfig.ntk_method), in words.
 GENERIC_NAME = {"ntk_vp": "the generic matrix-free path ntk_vp (jax.vjp/jvp)",
-                "autodiff": "Jacobian contraction (autodiff: jax.jacrev, dense n×n)"}
+                "autodiff": "Jacobian contraction (autodiff: jax.jacrev, dense n×n)",
+                "structured": "layer-wise MLP kernel (structured: backprop signals, dense n×n)"}
+
+
+def generic_method_text(c) -> str:
+    """How a network without the closed form got its NTK, and at which epochs."""
+    when = ("every epoch" if runner.every_epoch(c)
+            else f"top-k at ≤ {runner.GENERIC_SPECTRUM_EPOCHS} epochs")
+    return f"{GENERIC_NAME[c.ntk_method]}, {when}"
 
 
 def config_caption(view) -> None:
     """One line stating the sidebar configuration the page uses."""
     c = view.config
     batch = "full batch" if c.batch_size == 0 else f"batch {c.batch_size}"
-    method = ("NTK: closed form" if c.closed_form else
-              f"NTK: {GENERIC_NAME[c.ntk_method]} (top-k at ≤ {runner.GENERIC_SPECTRUM_EPOCHS} epochs)")
+    method = "NTK: closed form" if c.closed_form else f"NTK: {generic_method_text(c)}"
     st.caption(f"Sidebar config: {c.arch_label} on {c.dataset_label} · {method} · "
                f"n={c.n_train} · {c.epochs} epochs · "
                f"{c.optimizer_label} η={c.lr:g} · {batch} · {c.regularizer_label} · seed {c.seed} · "

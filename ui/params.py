@@ -80,8 +80,9 @@ def fields(limits: Limits) -> tuple[Field, ...]:
               help="MLP: ReLU layers of one width (depth 1 is the study's network, whose NTK has "
                    "a closed form). CNN: two 3×3 conv layers (stride 1, then 2) with 'width' "
                    "channels and a dense readout. Every network but the one-hidden MLP gets "
-                   "its NTK from a generic path, which is slower: the matrix-free ntk_vp, or for "
-                   "the CNN at small n the dense kernel by Jacobian contraction (autodiff)."),
+                   "its NTK from a generic path, which is slower: at n ≤ 2000 the deeper MLPs' "
+                   "dense kernel layer-wise (structured) and the CNN's by Jacobian contraction "
+                   "(autodiff), else the matrix-free ntk_vp."),
         Field("depth", "depth", "int", "Hidden layers", 1, *b.depth, step=1,
               help="Hidden layers of the MLP (ignored by the CNN)."),
         Field("width", "width", "int", "Hidden width / channels", min(128, b.width[1]), *b.width, step=1,

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.linalg.blas as _blas
 import scipy.sparse.linalg as spla
 
+from ntk_core._src import deep_mlp as _deep_mlp
 from ntk_core._src import generic as _generic
 from ntk_core._src import model as _model
 from ntk_core._src import ntk as _ntk
@@ -103,15 +104,18 @@ def checkpoint_spectra(x, params_stack: dict, *, parameterization: str, top_k: i
       generic_method: with ``apply_fn``: "ntk_vp" (above) or "autodiff": each checkpoint's
         dense kernel by blocked Jacobian contraction
         (:func:`ntk_core._src.generic.jacobian_dense`, float32), top-k by ARPACK on it and
-        the trace from its diagonal (the caller decides when n is small enough).
+        the trace from its diagonal (the caller decides when n is small enough); or
+        "structured" (the depth-d MLP only, ``parameterization`` as its ``apply_fn``): the same
+        dense kernel layer-wise (:func:`ntk_core._src.deep_mlp.mlp_traced_ntk`), far cheaper.
 
     Returns:
       :class:`CheckpointSpectra` (raw traced Θ, not divided by n), with per-checkpoint
-      residuals and convergence flags; ``method`` "ntk_vp" or "autodiff" on the generic path.
+      residuals and convergence flags; ``method`` the generic method on the generic path.
     """
     if apply_fn is not None:
         return _checkpoint_spectra_generic(apply_fn, x, params_stack, top_k=top_k, valid=valid,
-                                           progress=progress, maxiter=maxiter, method=generic_method)
+                                           progress=progress, maxiter=maxiter, method=generic_method,
+                                           parameterization=parameterization)
     x = jnp.asarray(x)
     n = x.shape[0]
     k = min(top_k, n)
@@ -171,7 +175,23 @@ def _empty_spectra(params_stack, valid, k: int):
             np.full(count, np.nan), np.zeros(count, bool), [""] * count)
 
 
-GENERIC_METHODS = ("ntk_vp", "autodiff")
+GENERIC_METHODS = ("ntk_vp", "autodiff", "structured")
+DENSE_GENERIC_METHODS = ("autodiff", "structured")
+
+
+def _generic_dense(method: str, apply_fn, params, x, parameterization: str) -> np.ndarray:
+    """(n, n) float32 traced Θ of a generic network, formed by ``method``: "autodiff"
+    (blocked Jacobian contraction, any network), "structured" (the layer-wise kernel of the
+    depth-d MLP, :func:`ntk_core._src.deep_mlp.mlp_traced_ntk`; ``apply_fn`` must be that
+    MLP's, in ``parameterization``) or "ntk_vp" (the operator's columns)."""
+    if method == "autodiff":
+        return _generic.jacobian_dense(apply_fn, params, x)
+    if method == "structured":
+        if "W1" not in params or "C1" in params:
+            raise ValueError("generic_method='structured' is the depth-d MLP's kernel; these "
+                             f"params have leaves {sorted(params)}")
+        return _deep_mlp.mlp_traced_ntk(params, x, parameterization=parameterization)
+    return np.asarray(_generic.NTKOperator(apply_fn, params, x).dense())
 
 
 def _check_generic_method(method: str) -> None:
@@ -180,7 +200,7 @@ def _check_generic_method(method: str) -> None:
 
 
 def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, progress, maxiter,
-                                method: str = "ntk_vp"):
+                                method: str = "ntk_vp", parameterization: str = "standard"):
     """:func:`checkpoint_spectra` on the generic operator or its Jacobian-contracted dense
     kernel (warm-started like the closed form)."""
     _check_generic_method(method)
@@ -191,8 +211,8 @@ def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, prog
     v0 = None
     for i in range(count):
         if valid[i]:
-            if method == "autodiff":
-                op = _generic.jacobian_dense(apply_fn, _take(params_stack, i), x)
+            if method in DENSE_GENERIC_METHODS:
+                op = _generic_dense(method, apply_fn, _take(params_stack, i), x, parameterization)
                 trace[i] = float(np.trace(op, dtype=np.float64))
                 res = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, return_result=True,
                                           dtype=np.float32, tol=1e-6, symmetric=True, maxiter=maxiter)
@@ -360,7 +380,8 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
         :class:`ntk_core._src.generic.NTKOperator` — formed from its vjp/jvp in float32 when
         n ≤ dense_max (``dense_dtype`` is then float32, whatever was asked), else SLQ on it.
       generic_method: with ``apply_fn`` and n ≤ dense_max, "autodiff" forms that float32
-        kernel by blocked Jacobian contraction instead (same matrix, another cost).
+        kernel by blocked Jacobian contraction instead, "structured" layer-wise (depth-d MLP
+        only) — the same matrix at another cost.
 
     Returns:
       :class:`FullSpectrum`; eigenvalues of raw traced Θ (mean over logits, not /n), with
@@ -373,8 +394,7 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
         _check_generic_method(generic_method)
         p, xj = {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(x)
         if n <= dense_max:
-            theta = (_generic.jacobian_dense(apply_fn, p, xj) if generic_method == "autodiff"
-                     else _generic.NTKOperator(apply_fn, p, xj).dense())
+            theta = _generic_dense(generic_method, apply_fn, p, xj, parameterization)
             trace = float(np.trace(theta))
             ds = _spectra.dense_spectrum(theta, formed_dtype=np.float32)
             eig = ds.eigenvalues
