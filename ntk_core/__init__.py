@@ -32,6 +32,7 @@ from ntk_core._src.kernel_spectra import CheckpointSpectra
 from ntk_core._src.kernel_spectra import FullSpectrum
 from ntk_core._src.kernel_spectra import checkpoint_spectra
 from ntk_core._src.kernel_spectra import full_spectrum
+from ntk_core._src.kernel_spectra import generic_dense_kernel
 from ntk_core._src.kernel_spectra import traced_ntk_float64
 from ntk_core._src.full_kernel import FullNTKState
 from ntk_core._src.full_kernel import full_ntk_lambda_max
@@ -97,6 +98,7 @@ __all__ = (
     "ntk_vp_dense",
     "jacobian_dense",
     "mlp_traced_ntk",
+    "generic_dense_kernel",
     "jacobian_samples_per_block",
     "ntk_vp_diagonal",
     "empirical_ntk_fn",

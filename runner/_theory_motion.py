@@ -45,7 +45,7 @@ from cache import ResultStore
 from ntk_core._src import kernel_motion as km
 from runner import _run
 from runner import _theory_store
-from runner._config import ConfigError, ExperimentConfig, Limits, validate_config
+from runner._config import MAX_CNN_CHANNELS, ConfigError, ExperimentConfig, Limits, Network, validate_config
 from runner._types import Progress, ProgressFn, Stage
 from runner._verdicts import (SPEARMAN_MIN, Verdict, _change, _fit, _need, _per_seed, _plain,
                               _spearman, _t975)
@@ -661,10 +661,16 @@ THEORY_RULES: dict[str, Callable[..., Verdict]] = {
 # ------------------------------------------------------------------------------ protocols
 
 WIDTH_GRID = tuple(2 ** i for i in range(4, 13))   # 16 … 4096
+CNN_WIDTH_GRID = (4, 8, 16, 32)                     # channels (the CNN's cost grows ~c²)
+CNN_TOP = {"quick": 16, "full": 32}
 
 
-def _grid(limits: Limits, top: int) -> tuple[int, ...]:
-    widths = tuple(w for w in WIDTH_GRID if w <= min(top, limits.max_width))
+def _grid(limits: Limits, top: int, arch: str = "mlp") -> tuple[int, ...]:
+    if arch == "cnn":
+        grid, top = CNN_WIDTH_GRID, min(top, MAX_CNN_CHANNELS)
+    else:
+        grid = WIDTH_GRID
+    widths = tuple(w for w in grid if w <= min(top, limits.max_width))
     if len(widths) < MIN_WIDTHS:
         raise ConfigError("width", limits.max_width, f"a width cap of at least "
                           f"{WIDTH_GRID[MIN_WIDTHS - 1]} (these pages fit slopes over ≥ {MIN_WIDTHS} "
@@ -751,20 +757,23 @@ def _n_val(name: str, n: int) -> int:
     return 500 if name == "full" else min(256, max(n, 64))
 
 
-def motion_protocol(name: str, limits: Limits) -> TheoryProtocol:
+def motion_protocol(name: str, limits: Limits, network: Network = Network()) -> TheoryProtocol:
     """Kernel motion: SGD in both parameterizations, each with a width-independent learning
     rate (NTK η = 4, standard η = 0.1, the app's default), no regularization; ``quick`` =
     n 256 (256 validation), minibatch 32, 10 epochs, widths 16…512 (the page default);
     ``full`` = n 1000 (500 validation), minibatch 50, 20 epochs, widths 16…1024. n, epochs
-    and widths are capped by ``limits``."""
+    and widths are capped by ``limits``. On ``network`` (default the study's MLP): a deeper
+    MLP runs the same grid; the CNN runs channels 4…16 (quick) or 4…32 (full)."""
     n, epochs, top = _sizes(name, limits)
     batch = 32 if name == "quick" else 50
     common = dict(n_train=n, n_val=_n_val(name, n), epochs=epochs,
                   batch_size=batch if batch < n else 0, optimizer="sgd", reg="none", top_k=5,
-                  dataset="bundled", width=16, seed=0)
+                  width=4 if network.arch == "cnn" else 16, seed=0, **network._asdict())
     bases = (("ntk", validate_config(dict(common, parameterization="ntk", lr=4.0), limits)),
              ("standard", validate_config(dict(common, parameterization="standard", lr=0.1), limits)))
-    return TheoryProtocol("kernel-motion", name, bases, _grid(limits, top), (0, 1, 2))
+    if network.arch == "cnn":
+        top = min(top, CNN_TOP[name])
+    return TheoryProtocol("kernel-motion", name, bases, _grid(limits, top, network.arch), (0, 1, 2))
 
 
 def infinite_protocol(name: str, limits: Limits) -> TheoryProtocol:
@@ -968,16 +977,31 @@ CONVENTIONS = ("Raw traced kernel Θ_ij = (1/10)·Σ_k ∇θf_k(x_i)·∇θf_k(x
                "in float64, exactly, in row blocks (never n×n at once).")
 
 
+GENERIC_CONVENTIONS = ("Raw traced kernel Θ_ij = (1/10)·Σ_k ∇θf_k(x_i)·∇θf_k(x_j) (mean over the 10 "
+                       "logits, not divided by n; every statistic here is scale-free). This network "
+                       "has no closed form: each checkpoint's kernel is formed in float32 by the "
+                       "generic path named in the caption (the deeper MLPs layer-wise, the CNN by "
+                       "Jacobian contraction), and the Frobenius sums are taken in float64.")
+
+
 def _motion_run(r: _run.RunResult) -> dict[str, np.ndarray]:
     """Frobenius statistics of one run's stored checkpoints, on epochs 0..E (NaN where no
-    checkpoint is stored, e.g. after divergence)."""
+    checkpoint is stored, e.g. after divergence). The one-hidden MLP's kernels come from
+    their closed-form factors (float64, exact); any other network's are formed densely by
+    its generic method (float32, ``ntk_core.generic_dense_kernel``)."""
     c = r.config
     e_count = c.epochs + 1
     split = _run._split_for(c)
     stored = sorted(int(e) for e in r.checkpoint_epochs)
-    factors = [km.kernel_factors(r.checkpoint(e), split.x_train, parameterization=c.parameterization)
-               for e in stored]
-    st = km.kernel_path_stats(factors, split.x_train, split.y_train)
+    if c.closed_form:
+        factors = [km.kernel_factors(r.checkpoint(e), split.x_train, parameterization=c.parameterization)
+                   for e in stored]
+        st = km.kernel_path_stats(factors, split.x_train, split.y_train)
+    else:
+        fn, x = _run.apply_fn_of(c), split.x_train
+        kernels = [nc.generic_dense_kernel(c.ntk_method, fn, r.checkpoint(e), x, c.parameterization)
+                   for e in stored]
+        st = km.dense_path_stats(kernels, split.y_train)
     rel, align, norm = _nan(e_count), _nan(e_count), _nan(e_count)
     vel = _nan(c.epochs)
     for i, e in enumerate(stored):
@@ -1014,8 +1038,11 @@ def kernel_motion(p: TheoryProtocol, limits: Limits, *, store: ResultStore | Non
     def compute() -> tuple[dict, list[TheoryVerdict]]:
         widths, seeds = list(p.widths), list(p.seeds)
         s_n, w_n = len(seeds), len(widths)
+        net = p.base("ntk")
         data: dict[str, Any] = {"command": "kernel-motion", "parameterization": "ntk",
-                                "widths": widths, "seeds": seeds, "conventions": CONVENTIONS}
+                                "widths": widths, "seeds": seeds, "network": net.network.label,
+                                "ntk_method": net.ntk_method,
+                                "conventions": CONVENTIONS if net.closed_form else GENERIC_CONVENTIONS}
         verdicts: list[TheoryVerdict] = []
         m: dict[str, dict[str, np.ndarray]] = {}
         for par in p.parameterizations:
@@ -1212,7 +1239,9 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
 def _protocol_for(args: Any, limits: Limits) -> TheoryProtocol:
     name = "quick" if getattr(args, "quick", False) else "full"
     if args.command == "kernel-motion":
-        return motion_protocol(name, limits)
+        from runner.cli import network_of
+
+        return motion_protocol(name, limits, network_of(args, limits))
     return infinite_protocol(name, limits)
 
 
@@ -1302,5 +1331,9 @@ def add_commands(subparsers: Any, common: Callable[..., None]) -> None:
                              "a minute on 2 cores); default: the full one (n 1000, 20 epochs, widths to "
                              "1024: minutes). The JSON says which")
         sp.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+        if name == "kernel-motion":   # infinite width: the one-hidden MLP's closed forms only
+            from runner.cli import add_network_flags
+
+            add_network_flags(sp)
         common(sp, top=False)
         sp.set_defaults(handler=handler, plan_configs=plan_configs)

@@ -92,3 +92,26 @@ def test_cli_findings_second_run_is_cached_and_prints_a_table(quick_findings):
     assert "quick protocol (hit" in p.stdout and out["config_hash"] in p.stdout
     for c in out["claims"]:
         assert c["id"] in p.stdout
+
+
+def test_protocol_follows_the_network_and_the_cnn_grids_are_smaller():
+    lim = runner.Limits()
+    study = runner.protocol("quick", lim)
+    deep = runner.protocol("quick", lim, runner.Network("mlp", 2, "bundled"))
+    cnn = runner.protocol("quick", lim, runner.Network("cnn", 4, "bundled"))
+    assert (study.base.arch, study.base.depth) == ("mlp", 1) and study.base.closed_form
+    assert (deep.base.depth, deep.base.ntk_method) == (2, "structured") and deep.widths == study.widths
+    assert cnn.base.arch == "cnn" and cnn.base.depth == 1 and max(cnn.widths) <= runner.MAX_CNN_CHANNELS
+    assert len({study.key, deep.key, cnn.key}) == 3            # one cache entry per network
+    with pytest.raises(runner.ConfigError) as e:
+        runner.validate_network({"arch": "rnn"}, lim)
+    assert e.value.param == "arch"
+
+
+def test_recorded_epochs_are_those_every_run_has():
+    class R:  # the two fields _recorded reads
+        def __init__(self, topk):
+            self.topk = np.asarray(topk, float)[:, None]
+    nan = np.nan
+    runs = [R([1, nan, 3, nan, 5]), R([1, 2, 3, nan, 5])]
+    np.testing.assert_array_equal(_findings._recorded(runs), [0, 2, 4])

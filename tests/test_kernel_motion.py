@@ -567,3 +567,45 @@ def test_training_calls_cover_every_run_once_within_the_caps(limits):
         assert all(len({c.width for c in call}) * 3 == len(call) for call in calls)
     widest = [len(call) for call in calls if max(c.width for c in call) == max(p.widths)]
     assert widest == [3] if limits.is_hosted or limits.max_grid >= 3 else widest == [2, 1]
+
+
+def test_dense_path_statistics_equal_the_factor_path_on_the_one_hidden_mlp(data):
+    """The generic networks' path statistics (from dense kernels) and the closed form's
+    (from factors) are one computation: equal on the same kernels, to float64 round-off."""
+    x, y = data.x_train, data.y_train
+    p0 = nc.init_params(jax.random.PRNGKey(3), 24, "standard")
+    path = [p0, moved(p0, 0.05, 1), moved(p0, 0.2, 2)]
+    ref = km.kernel_path_stats([km.kernel_factors(p, x) for p in path], x, y, block=16)
+    got = km.dense_path_stats([dense64(p, x, "standard") for p in path], y, block=16)
+    for name in ("norm", "rel_change", "velocity", "alignment"):
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-9, err_msg=name)
+
+
+def test_motion_of_a_deep_mlp_run_is_that_of_its_layerwise_kernels(tmp_path):
+    """The runner's kernel-motion measurement of a network without a closed form: the
+    relative change of the stored checkpoints' kernels, formed independently here by the
+    jacrev Jacobian contraction."""
+    from ntk_core._src import generic
+
+    c = runner.validate_config(dict(arch="mlp", depth=2, width=8, n_train=40, n_val=20, epochs=3,
+                                    lr=0.5, top_k=2), LIM)
+    assert c.ntk_method == "structured"
+    r = runner.run(c, LIM)
+    st = tm._motion_run(r)
+    split = nc.load_split(c.n_train, c.n_val, c.seed)
+    fn = runner.apply_fn_of(c)
+    k = [np.asarray(generic.autodiff_dense(fn, r.checkpoint(e), split.x_train), np.float64)
+         for e in (0, c.epochs)]
+    want = np.linalg.norm(k[1] - k[0]) / np.linalg.norm(k[0])
+    assert want > 1e-3                                   # the kernel did move
+    np.testing.assert_allclose(st["rel"][-1], want, rtol=1e-4)
+    assert np.isfinite(st["vel"]).all() and np.isfinite(st["align"]).all()
+
+
+def test_kernel_motion_protocol_follows_the_network():
+    deep = tm.motion_protocol("quick", LIM, runner.Network("mlp", 3, "bundled"))
+    assert all(c.depth == 3 and c.ntk_method == "structured" for _, c in deep.bases)
+    assert deep.widths == tm.motion_protocol("quick", LIM).widths and deep.key != tm.motion_protocol("quick", LIM).key
+    cnn = tm.motion_protocol("quick", LIM, runner.Network("cnn", 1, "bundled"))
+    assert cnn.widths == (4, 8, 16) and all(c.arch == "cnn" for _, c in cnn.bases)
+    assert tm.motion_protocol("full", LIM, runner.Network("cnn", 1, "bundled")).widths[-1] == runner.MAX_CNN_CHANNELS

@@ -354,3 +354,23 @@ def test_bad_shapes_raise():
         V.judge_lambda_max_grows_with_n(ns=[1, 1, 2], lambda_max=np.ones((3, 3)))
     with pytest.raises(ValueError):
         V.judge_min_coincides_with_overfitting(lambda_max=np.ones((3, 5)), val_loss=np.ones((3, 6)))
+
+
+
+def test_sharper_decline_on_recorded_epochs_equals_every_epoch():
+    """λ_max = exp(−r·e) per strength: the fitted decline 1 − exp(−r·T) is exact, so judging
+    on a subset of recorded epochs (the generic NTK's) gives the same declines."""
+    from runner._verdicts import judge_higher_l2_sharper_decline
+
+    rates = np.array([0.01, 0.05, 0.1, 0.2])
+    e = np.arange(21)
+    curves = np.exp(-rates[None, :, None] * e[None, None, :]) * np.array([1.0, 1.1, 0.9])[:, None, None]
+    full = judge_higher_l2_sharper_decline(strengths=[0, 1e-3, 1e-2, 1e-1], lambda_max=curves)
+    sub = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    part = judge_higher_l2_sharper_decline(strengths=[0, 1e-3, 1e-2, 1e-1], lambda_max=curves[:, :, sub],
+                                           epochs=sub)
+    np.testing.assert_allclose(part.statistic["decline_per_seed"], full.statistic["decline_per_seed"], rtol=1e-12)
+    np.testing.assert_allclose(full.statistic["decline_per_seed"][0], 1 - np.exp(-rates * 10), rtol=1e-12)
+    assert part.verdict == full.verdict == "holds"
+    with pytest.raises(ValueError, match="epochs"):
+        judge_higher_l2_sharper_decline(strengths=[0, 1e-3, 1e-2, 1e-1], lambda_max=curves[:, :, sub], epochs=e)

@@ -32,15 +32,19 @@ PARAM_NAME = {"ntk": "NTK param.", "standard": "standard param."}
 # ------------------------------------------------------------------------------ opening
 
 
-def header(title: str, question: str, look_for: str, results: Sequence[tuple[str, str]]) -> None:
+def header(title: str, question: str, look_for: str, results: Sequence[tuple[str, str]],
+           follows_network: bool = False) -> None:
     """The fixed opening of a theory page: title, question, what to look for, and each
-    paper's result (quote, reference) — the same order as the other experiment pages."""
+    paper's result (quote, reference) — the same order as the other experiment pages.
+    ``follows_network``: the page runs the sidebar's network; else a note says it runs the
+    one-hidden MLP when the sidebar asks for another."""
     st.title(title)
     st.markdown(f"**Question.** {question}")
     st.markdown(f"**What to look for.** {look_for}")
     for quote, ref in results:
         st.info(f"**The paper's result:** {quote}\n\n— *{ref}*", icon=":material/format_quote:")
-    layout.fixed_network_note(sidebar.current())
+    if not follows_network:
+        layout.fixed_network_note(sidebar.current())
 
 
 # ------------------------------------------------------------------------------ computing
@@ -96,14 +100,17 @@ def compute(fn: Callable[..., Any], protocol: Any, label: str, *,
     return res
 
 
-def choose_protocol(factory: Callable[[str, runner.Limits], Any], key: str, full_text: str):
+def choose_protocol(factory: Callable[..., Any], key: str, full_text: str,
+                    network: runner.Network | None = None):
     """The quick protocol (page default), or the full one when it is cached or requested
-    with the button (labelled ``full_text`` plus the full protocol's sizes under the caps).
+    with the button (labelled ``full_text`` plus the full protocol's sizes under the caps),
+    on ``network`` (the sidebar's) when the page follows it, else the factory's default.
     Returns the protocol, or None (with an error) when the caps forbid it."""
     limits = current_limits()
+    extra = () if network is None else (network,)
     try:
-        quick = factory("quick", limits)
-        full = factory("full", limits)
+        quick = factory("quick", limits, *extra)
+        full = factory("full", limits, *extra)
     except runner.ConfigError as exc:
         st.error(f"This page's protocol does not fit this server's limits: {exc}")
         return None
@@ -128,11 +135,14 @@ def protocol_caption(res: Any) -> None:
         batch = "full batch (gradient descent)" if c.batch_size == 0 else f"minibatch {c.batch_size}"
         parts.append(f"{PARAM_NAME[par]}: {c.optimizer.upper()} η={c.lr:g}, {batch}")
     c = p.bases[0][1]
-    st.caption(f"Showing the **{p.name}** protocol ({where}): n={c.n_train} training and "
-               f"{c.n_val} validation images ({c.dataset} MNIST, class-stratified per seed), "
-               f"{c.epochs} epochs, no regularization, widths {list(p.widths)} (log₂ grid up to "
-               f"the width cap), seeds {list(p.seeds)}; " + "; ".join(parts)
-               + f". Config hash `{p.key}`. The sidebar does not apply here.")
+    kernel = ("closed-form NTK" if c.closed_form
+              else f"NTK by {layout.generic_method_text(c)} at the narrowest width")
+    st.caption(f"Showing the **{p.name}** protocol on the **{c.network.label}** ({where}; {kernel}): "
+               f"n={c.n_train} training and {c.n_val} validation images (class-stratified per "
+               f"seed), {c.epochs} epochs, no regularization, widths {list(p.widths)} (log₂ grid up "
+               f"to the width cap), seeds {list(p.seeds)}; " + "; ".join(parts)
+               + f". Config hash `{p.key}`. Of the sidebar, only the network and dataset apply "
+               "here (on the pages that follow it).")
 
 
 # ------------------------------------------------------------------------------ verdicts

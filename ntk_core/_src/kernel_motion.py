@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -228,9 +228,36 @@ def kernel_path_stats(factors: Sequence[KernelFactors], x, y=None, *,
     if len(factors) < 1:
         raise ValueError("need at least one kernel")
     x = np.asarray(x, np.float64)
-    n = x.shape[0]
     a1, c1 = _check_first_layer(factors)
-    t_count = len(factors)
+    cache: dict = {}
+
+    def rows_of(t: int, rows: slice) -> np.ndarray:
+        if cache.get("rows") != (rows.start, rows.stop):   # one Gram slab per row block
+            cache.update(rows=(rows.start, rows.stop), g=_gram_rows(x, rows, a1, c1))
+        return _kernel_rows(factors[t], cache["g"], rows)
+
+    return _path_stats(rows_of, len(factors), x.shape[0], y, block)
+
+
+@_one_blas_thread
+def dense_path_stats(kernels: Sequence, y=None, *, block: int = DEFAULT_BLOCK) -> PathStats:
+    """:func:`kernel_path_stats` of kernels given as dense (n, n) arrays (any network's,
+    e.g. the generic paths' float32 kernels); the sums are taken in float64.
+
+    Returns:
+      :class:`PathStats` (float64).
+    """
+    if len(kernels) < 1:
+        raise ValueError("need at least one kernel")
+    n = np.shape(kernels[0])[0]
+    return _path_stats(lambda t, rows: np.asarray(kernels[t][rows], np.float64), len(kernels), n,
+                       y, block)
+
+
+def _path_stats(rows_of: Callable[[int, slice], np.ndarray], t_count: int, n: int, y, block: int
+                ) -> PathStats:
+    """The one pass over row blocks behind both path-stats functions: ``rows_of(t, rows)``
+    gives rows ``rows`` of kernel t in float64."""
     sq = np.zeros(t_count)
     d0 = np.zeros(t_count)
     dn = np.zeros(max(t_count - 1, 0))
@@ -243,10 +270,9 @@ def kernel_path_stats(factors: Sequence[KernelFactors], x, y=None, *,
         yc = y - y.mean(axis=0, keepdims=True)          # C·Y
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
-        g = _gram_rows(x, rows, a1, c1)
         first = prev = None
-        for t, f in enumerate(factors):
-            k = _kernel_rows(f, g, rows)
+        for t in range(t_count):
+            k = rows_of(t, rows)
             sq[t] += float(np.sum(k * k))
             rowsum[t, rows] = k.sum(axis=1)
             if yc is not None:

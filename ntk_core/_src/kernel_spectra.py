@@ -179,8 +179,9 @@ GENERIC_METHODS = ("ntk_vp", "autodiff", "structured")
 DENSE_GENERIC_METHODS = ("autodiff", "structured")
 
 
-def _generic_dense(method: str, apply_fn, params, x, parameterization: str) -> np.ndarray:
-    """(n, n) float32 traced Θ of a generic network, formed by ``method``: "autodiff"
+def generic_dense_kernel(method: str, apply_fn, params, x, parameterization: str) -> np.ndarray:
+    """(n, n) float32 raw traced Θ (mean over logits) of a network ``apply_fn``, formed by
+    ``method``: "autodiff"
     (blocked Jacobian contraction, any network), "structured" (the layer-wise kernel of the
     depth-d MLP, :func:`ntk_core._src.deep_mlp.mlp_traced_ntk`; ``apply_fn`` must be that
     MLP's, in ``parameterization``) or "ntk_vp" (the operator's columns)."""
@@ -212,7 +213,7 @@ def _checkpoint_spectra_generic(apply_fn, x, params_stack, *, top_k, valid, prog
     for i in range(count):
         if valid[i]:
             if method in DENSE_GENERIC_METHODS:
-                op = _generic_dense(method, apply_fn, _take(params_stack, i), x, parameterization)
+                op = generic_dense_kernel(method, apply_fn, _take(params_stack, i), x, parameterization)
                 trace[i] = float(np.trace(op, dtype=np.float64))
                 res = _spectra.top_k_eigs(op, k, v0=v0, return_vectors=True, return_result=True,
                                           dtype=np.float32, tol=1e-6, symmetric=True, maxiter=maxiter)
@@ -394,7 +395,7 @@ def full_spectrum(params, x, *, parameterization: str, dense_max: int = 4000, to
         _check_generic_method(generic_method)
         p, xj = {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(x)
         if n <= dense_max:
-            theta = _generic_dense(generic_method, apply_fn, p, xj, parameterization)
+            theta = generic_dense_kernel(generic_method, apply_fn, p, xj, parameterization)
             trace = float(np.trace(theta))
             ds = _spectra.dense_spectrum(theta, formed_dtype=np.float32)
             eig = ds.eigenvalues
