@@ -136,7 +136,8 @@ def protocol_caption(res: Any) -> None:
         parts.append(f"{PARAM_NAME[par]}: {c.optimizer.upper()} η={c.lr:g}, {batch}")
     c = p.bases[0][1]
     kernel = ("closed-form NTK" if c.closed_form
-              else f"NTK by {layout.generic_method_text(c)} at the narrowest width")
+              else f"NTK by {layout.generic_method_text(c)}"
+              + (" at the narrowest width" if c.arch == "cnn" else ""))
     st.caption(f"Showing the **{p.name}** protocol on the **{c.network.label}** ({where}; {kernel}): "
                f"n={c.n_train} training and {c.n_val} validation images (class-stratified per "
                f"seed), {c.epochs} epochs, no regularization, widths {list(p.widths)} (log₂ grid up "
