@@ -18,10 +18,11 @@ theory.header(
     "linear model trained exactly like the networks.",
     [(C["inf_ntk_rate"].quote, C["inf_ntk_rate"].reference),
      (C["inf_outputs_rate"].quote, C["inf_outputs_rate"].reference),
-     (C["inf_nngp_rate"].quote, C["inf_nngp_rate"].reference)])
+     (C["inf_nngp_rate"].quote, C["inf_nngp_rate"].reference)],
+    follows_network=True)
 
 proto = theory.choose_protocol(runner.infinite_protocol, "iw_full",
-                               "Run the full protocol")
+                               "Run the full protocol", network=view.config.network)
 res = theory.compute(runner.infinite_width, proto, f"Infinite width ({proto.name} protocol)") if proto else None
 
 if res is not None:

@@ -776,18 +776,23 @@ def motion_protocol(name: str, limits: Limits, network: Network = Network()) -> 
     return TheoryProtocol("kernel-motion", name, bases, _grid(limits, top, network.arch), (0, 1, 2))
 
 
-def infinite_protocol(name: str, limits: Limits) -> TheoryProtocol:
+def infinite_protocol(name: str, limits: Limits, network: Network = Network()) -> TheoryProtocol:
     """Infinite width: full-batch gradient descent in NTK parameterization (η = 4, where
     the infinite-width linear model's discrete dynamics are exact), no regularization;
     ``quick`` = n 256 (256 validation), 10 epochs, widths 16…512; ``full`` = n 1000 (500
     validation), 20 epochs, widths 16…1024, each capped by ``limits``. The infinite-width
     kernels are formed densely (n ≤ NTK_MAX_DENSE_N). The standard-parameterization kernels
-    are measured at init only."""
+    are measured at init only. ``network``: an MLP of depth 1–4 (the arc-cosine recursion
+    gives its limits); the CNN has no infinite-width kernel here (ConfigError "arch")."""
+    if network.arch != "mlp":
+        raise ConfigError("arch", network.arch, "an MLP of depth 1–4: this page's infinite-width "
+                          "kernels are the MLP's arc-cosine recursion; the app has none for the CNN",
+                          "mlp")
     n, epochs, top = _sizes(name, limits)
     n = min(n, limits.max_dense_n)
     common = dict(n_train=n, n_val=_n_val(name, n), epochs=epochs, batch_size=0,
-                  optimizer="sgd", reg="none", top_k=5, dataset="bundled", width=16, seed=0,
-                  parameterization="ntk", lr=4.0)
+                  optimizer="sgd", reg="none", top_k=5, width=16, seed=0,
+                  parameterization="ntk", lr=4.0, **network._asdict())
     return TheoryProtocol("infinite-width", name, (("ntk", validate_config(common, limits)),),
                           _grid(limits, top), (0, 1, 2))
 
@@ -1095,6 +1100,14 @@ def kernel_motion(p: TheoryProtocol, limits: Limits, *, store: ResultStore | Non
 # ------------------------------------------------------------------------------ infinite width
 
 
+def _ntk_at(params: dict, x: np.ndarray, parameterization: str) -> np.ndarray:
+    """Traced empirical NTK in float64: the one-hidden MLP's from its closed-form factors
+    (exact), a deeper MLP's layer-wise (``ntk_core.mlp_traced_ntk``, formed in float32)."""
+    if km._depth(params) == 1:
+        return km.traced_kernel(km.kernel_factors(params, x, parameterization=parameterization), x)
+    return np.asarray(nc.mlp_traced_ntk(params, x, parameterization=parameterization), np.float64)
+
+
 def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | None = None,
                    progress: ProgressFn | None = None) -> TheoryResult:
     """The infinite-width limit and how fast finite networks approach it.
@@ -1137,12 +1150,14 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
         ridge_ntk, ridge_nngp = np.zeros(s_n), np.zeros(s_n)
         per_seed: dict[int, tuple] = {}   # seed → split and infinite-width kernels on it
 
+        depth = base.depth
+
         def seed_kernels(i: int, config: ExperimentConfig) -> tuple:
             if i not in per_seed:
                 split = _run._split_for(config)
                 xt, xv, yt, lv = split.x_train, split.x_val, split.y_train, split.labels_val
-                k_inf, n_inf = nc.analytic_kernels(xt, parameterization="ntk")
-                kx_inf, nx_inf = nc.analytic_kernels(xv, xt, parameterization="ntk")
+                k_inf, n_inf = nc.analytic_kernels(xt, parameterization="ntk", depth=depth)
+                kx_inf, nx_inf = nc.analytic_kernels(xv, xt, parameterization="ntk", depth=depth)
                 reg = km.kernel_regression(k_inf, kx_inf, yt)
                 acc_ntk[i], ridge_ntk[i] = km.accuracy(reg.predictions, lv), reg.ridge
                 reg = km.kernel_regression(n_inf, nx_inf, yt)
@@ -1158,8 +1173,7 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
                 i, j = seeds.index(s), widths.index(w)
                 xt, xv, yt, lv, k_inf, n_inf, kx_inf = seed_kernels(i, r.config)
                 p0 = r.checkpoint(0)
-                f = km.kernel_factors(p0, xt, parameterization="ntk")
-                err["ntk"][i, j] = km.relative_frobenius(km.traced_kernel(f, xt), k_inf)
+                err["ntk"][i, j] = km.relative_frobenius(_ntk_at(p0, xt, "ntk"), k_inf)
                 err["nngp"][i, j] = km.relative_frobenius(
                     km.empirical_nngp(p0, xt, parameterization="ntk"), n_inf)
                 err["nngp_logits"][i, j] = km.relative_frobenius(
@@ -1176,10 +1190,9 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
                     acc_fin[i, j] = r.metrics["val_acc"][e]
                     out_err[i, j] = float(np.linalg.norm(f_t - lin) / np.linalg.norm(lin))
                 # Standard parameterization: its width-w expectation, independent draws.
-                sp = km.sample_init(s, w, "standard")
-                k_sp, n_sp = nc.analytic_kernels(xt, parameterization="standard", width=w)
-                fs = km.kernel_factors(sp, xt, parameterization="standard")
-                err["sp_ntk"][i, j] = km.relative_frobenius(km.traced_kernel(fs, xt), k_sp)
+                sp = km.sample_init(s, w, "standard", depth=depth)
+                k_sp, n_sp = nc.analytic_kernels(xt, parameterization="standard", width=w, depth=depth)
+                err["sp_ntk"][i, j] = km.relative_frobenius(_ntk_at(sp, xt, "standard"), k_sp)
                 err["sp_nngp"][i, j] = km.relative_frobenius(
                     km.empirical_nngp(sp, xt, parameterization="standard"), n_sp)
 
@@ -1191,10 +1204,14 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
         data: dict[str, Any] = {"command": "infinite-width", "parameterization": "ntk",
                                 "widths": widths, "seeds": seeds, "epochs": e, "lr": lr,
                                 "n_train": base.n_train, "n_val": base.n_val,
+                                "network": base.network.label, "depth": depth,
                                 "optimizer": "full-batch gradient descent", "conventions": CONVENTIONS
-                                + " NNGP: readout estimate a2²·v_W2·H Hᵀ + c2²·v_b2 (the output "
-                                "covariance averaged over the output layer's init); output-Gram "
-                                "estimate (1/10)·Σ_k f_k f_kᵀ shown apart."}
+                                + (" Deeper MLPs: the empirical NTK is formed layer-wise in float32 "
+                                   "(ntk_core.mlp_traced_ntk); the analytic kernels are the arc-cosine "
+                                   "recursion over all hidden layers." if depth > 1 else "")
+                                + " NNGP: readout estimate a²·v_W·H Hᵀ + c²·v_b of the output layer "
+                                "on the last hidden layer H (the output covariance averaged over the "
+                                "output layer's init); output-Gram estimate (1/10)·Σ_k f_k f_kᵀ shown apart."}
         for key, name in (("ntk", "rel_err_ntk"), ("nngp", "rel_err_nngp"),
                           ("nngp_logits", "rel_err_nngp_logits")):
             part, fit = block(name, err[key])
@@ -1208,7 +1225,9 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
         data.update(acc_inf_ntk=acc_ntk, acc_inf_nngp=acc_nngp, acc_inf_ntk_steps=acc_steps,
                     acc_lin_inf=acc_lin, acc_lin_inf_limit=acc_lin_limit, acc_finite=acc_fin, ridge_ntk=ridge_ntk, ridge_nngp=ridge_nngp)
         std: dict[str, Any] = {"parameterization": "standard", "reference": "width-w expectation at init "
-                               "(Gaussian approximation of the uniform init's pre-activations)"}
+                               "(Gaussian approximation of the uniform init's pre-activations"
+                               + (", layer by layer: at depth > 1 an approximation whose finite-width "
+                                  "bias is part of what is measured)" if depth > 1 else ")")}
         for key, name in (("sp_ntk", "rel_err_ntk"), ("sp_nngp", "rel_err_nngp")):
             part, fit = block(name, err[key])
             std.update(part)
@@ -1238,11 +1257,11 @@ def infinite_width(p: TheoryProtocol, limits: Limits, *, store: ResultStore | No
 
 def _protocol_for(args: Any, limits: Limits) -> TheoryProtocol:
     name = "quick" if getattr(args, "quick", False) else "full"
-    if args.command == "kernel-motion":
-        from runner.cli import network_of
+    from runner.cli import network_of
 
+    if args.command == "kernel-motion":
         return motion_protocol(name, limits, network_of(args, limits))
-    return infinite_protocol(name, limits)
+    return infinite_protocol(name, limits, network_of(args, limits))
 
 
 def plan_configs(args: Any, limits: Limits) -> list[ExperimentConfig]:
@@ -1331,9 +1350,8 @@ def add_commands(subparsers: Any, common: Callable[..., None]) -> None:
                              "a minute on 2 cores); default: the full one (n 1000, 20 epochs, widths to "
                              "1024: minutes). The JSON says which")
         sp.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-        if name == "kernel-motion":   # infinite width: the one-hidden MLP's closed forms only
-            from runner.cli import add_network_flags
+        from runner.cli import add_network_flags
 
-            add_network_flags(sp)
+        add_network_flags(sp)
         common(sp, top=False)
         sp.set_defaults(handler=handler, plan_configs=plan_configs)

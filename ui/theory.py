@@ -112,7 +112,11 @@ def choose_protocol(factory: Callable[..., Any], key: str, full_text: str,
         quick = factory("quick", limits, *extra)
         full = factory("full", limits, *extra)
     except runner.ConfigError as exc:
-        st.error(f"This page's protocol does not fit this server's limits: {exc}")
+        if exc.param == "arch":   # the page has no version of itself for this network
+            st.warning(f"This page cannot run the sidebar's network: {exc}. Choose an MLP in the "
+                       "sidebar.", icon=":material/block:")
+        else:
+            st.error(f"This page's protocol does not fit this server's limits: {exc}")
         return None
     want_full = runner.cached_theory(full, store()) is not None or st.session_state.get(key, False)
     if not want_full:

@@ -48,6 +48,7 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
+from ntk_core._src import archs as _archs
 from ntk_core._src import infinite as _infinite
 from ntk_core._src import model as _model
 
@@ -325,13 +326,36 @@ def relative_frobenius(a, b) -> float:
 
 
 @_one_blas_thread
-def forward64(params: Mapping, x, *, parameterization: str = "standard", scales=None) -> np.ndarray:
-    """Network outputs f(x) (n, 10) evaluated in float64 (same function as ``apply``)."""
-    a1, c1, a2, c2 = _scales(params, parameterization, scales)
-    x = np.asarray(x, np.float64)
+def _depth(params: Mapping) -> int:
+    return sum(1 for k in params if k.startswith("W")) - 1
+
+
+def _last_hidden64(params: Mapping, x, parameterization: str, scales) -> tuple[np.ndarray, float, float]:
+    """(H_d, a, c): the last hidden layer of the depth-d MLP in float64 and the output
+    layer's multipliers. Depth 1 honours ``scales`` (zero-padded params); deeper MLPs take
+    each layer's multipliers from its fan-in (:func:`ntk_core._src.archs.mlp_apply`)."""
+    h = np.asarray(x, np.float64).reshape(np.shape(x)[0], -1)
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
-    h = np.maximum(a1 * (x @ p["W1"]) + c1 * p["b1"][None, :], 0.0)
-    return a2 * (h @ p["W2"]) + c2 * p["b2"][None, :]
+    d = _depth(p)
+    if d == 1:
+        a1, c1, a2, c2 = _scales(params, parameterization, scales)
+        return np.maximum(a1 * (h @ p["W1"]) + c1 * p["b1"][None, :], 0.0), a2, c2
+    if scales is not None:
+        raise ValueError("scales (zero-padded params) are only defined for the one-hidden MLP")
+    for l in range(1, d + 2):
+        a, c = _archs._mults(parameterization, p[f"W{l}"].shape[0], _model.SIGMA_W, _model.SIGMA_B)
+        if l == d + 1:
+            return h, a, c
+        h = np.maximum(a * (h @ p[f"W{l}"]) + c * p[f"b{l}"][None, :], 0.0)
+    raise AssertionError("unreachable")
+
+
+def forward64(params: Mapping, x, *, parameterization: str = "standard", scales=None) -> np.ndarray:
+    """Network outputs f(x) (n, 10) evaluated in float64 (same function as ``apply``, or as
+    :func:`ntk_core._src.archs.mlp_apply` for a deeper MLP's params)."""
+    h, a, c = _last_hidden64(params, x, parameterization, scales)
+    d = _depth(params)
+    return a * (h @ np.asarray(params[f"W{d + 1}"], np.float64)) + c * np.asarray(params[f"b{d + 1}"], np.float64)[None, :]
 
 
 @_one_blas_thread
@@ -341,8 +365,8 @@ def empirical_nngp(params: Mapping, x, x2=None, *, parameterization: str = "stan
 
     Args:
       estimator: "readout" — a2²·v_W2·H(x)H(x')ᵀ + c2²·v_b2, the output covariance
-        averaged over the output layer's init distribution given this network's hidden
-        layer; converges to the analytic NNGP at rate w^-1/2. "logits" — the output Gram
+        averaged over the output layer's init distribution given this network's (last)
+        hidden layer H (any depth 1–4); converges to the analytic NNGP at rate w^-1/2. "logits" — the output Gram
         (1/10)·Σ_k f_k(x) f_k(x'): ten draws of the GP, whose Monte-Carlo error does not
         vanish with width (see the module docstring).
       width: the TRUE width (for the standard parameterization's init variances 1/(3w));
@@ -358,12 +382,10 @@ def empirical_nngp(params: Mapping, x, x2=None, *, parameterization: str = "stan
         return f1 @ f2.T / f1.shape[1]
     if estimator != "readout":
         raise ValueError(f"estimator={estimator!r}; allowed: readout, logits")
-    a1, c1, a2, c2 = _scales(params, parameterization, scales)
     w = int(np.asarray(params["W1"]).shape[1]) if width is None else int(width)
     _, _, v_w2, v_b2 = _infinite._variances(parameterization, w, np.asarray(params["W1"]).shape[0])
-    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
-    h1 = np.maximum(a1 * (np.asarray(x, np.float64) @ p["W1"]) + c1 * p["b1"][None, :], 0.0)
-    h2 = np.maximum(a1 * (np.asarray(x2, np.float64) @ p["W1"]) + c1 * p["b1"][None, :], 0.0)
+    h1, a2, c2 = _last_hidden64(params, x, parameterization, scales)
+    h2, _, _ = _last_hidden64(params, x2, parameterization, scales)
     return a2 * a2 * v_w2 * (h1 @ h2.T) + c2 * c2 * v_b2
 
 
@@ -434,14 +456,18 @@ def kernel_regression(k_train, k_cross, y, *, f0_train=None, f0_test=None,
 
 
 def sample_init(seed: int, width: int, parameterization: str = "standard", *,
-                in_dim: int = _model.INPUT_DIM, out_dim: int = _model.OUTPUT_DIM) -> dict:
-    """Raw parameters drawn with NumPy from the distributions of ``init_params`` (standard:
-    U(±1/√fan_in) for every weight and bias; NTK: N(0, 1)), float32. Independent draws —
-    not the same numbers as ``init_params(key)`` — for statistics over initializations
-    that need no training (one NumPy stream per (seed, width), no XLA compilation)."""
+                in_dim: int = _model.INPUT_DIM, out_dim: int = _model.OUTPUT_DIM, depth: int = 1) -> dict:
+    """Raw parameters drawn with NumPy from the distributions of ``init_params`` /
+    ``init_mlp`` (standard: U(±1/√fan_in) for every weight and bias; NTK: N(0, 1)),
+    float32, for ``depth`` hidden layers. Independent draws — not the same numbers as
+    ``init_params(key)`` — for statistics over initializations that need no training (one
+    NumPy stream per (seed, width), no XLA compilation; depth 1 draws what it always drew)."""
     rng = np.random.default_rng([int(seed), int(width)])
-    shapes = {"W1": (in_dim, width), "b1": (width,), "W2": (width, out_dim), "b2": (out_dim,)}
-    fan_in = {"W1": in_dim, "b1": in_dim, "W2": width, "b2": width}
+    dims = [in_dim] + [width] * depth + [out_dim]
+    shapes, fan_in = {}, {}
+    for l in range(1, depth + 2):
+        shapes[f"W{l}"], shapes[f"b{l}"] = (dims[l - 1], dims[l]), (dims[l],)
+        fan_in[f"W{l}"] = fan_in[f"b{l}"] = dims[l - 1]
     if parameterization == "standard":
         return {k: (rng.uniform(-1.0, 1.0, s) / np.sqrt(fan_in[k])).astype(np.float32)
                 for k, s in shapes.items()}
