@@ -18,8 +18,7 @@ theory.header(
     "linear model trained exactly like the networks.",
     [(C["inf_ntk_rate"].quote, C["inf_ntk_rate"].reference),
      (C["inf_outputs_rate"].quote, C["inf_outputs_rate"].reference),
-     (C["inf_nngp_rate"].quote, C["inf_nngp_rate"].reference)],
-    follows_network=True)
+     (C["inf_nngp_rate"].quote, C["inf_nngp_rate"].reference)])
 
 proto = theory.choose_protocol(runner.infinite_protocol, "iw_full",
                                "Run the full protocol", network=view.config.network)

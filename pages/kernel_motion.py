@@ -19,8 +19,7 @@ theory.header(
     [(C["kernel_change_exponent"].quote, C["kernel_change_exponent"].reference),
      (C["velocity_fast_then_slow"].quote, C["velocity_fast_then_slow"].reference),
      (C["alignment_rises"].quote, "Baratin et al. 2021, AISTATS (arXiv:2008.00938), abstract"),
-     (C["alignment_less_for_wider"].quote, C["alignment_less_for_wider"].reference)],
-    follows_network=True)
+     (C["alignment_less_for_wider"].quote, C["alignment_less_for_wider"].reference)])
 
 proto = theory.choose_protocol(runner.motion_protocol, "km_full",
                                "Run the full protocol", network=view.config.network)

@@ -25,8 +25,8 @@ theory.header(
      (C["lin_acc_agrees"].quote, C["lin_acc_agrees"].reference)])
 
 proto = tdu.choose_protocol(td.linearized_protocol, "lin_full",
-                            "Run the full protocol (n=256, 60 epochs, widths to 4096, 3 seeds: "
-                            "minutes on 2 cores; cached for everyone after)")
+                            "Run the full protocol (n=256, 60 epochs, a wider width grid, 3 seeds: "
+                            "minutes on 2 cores; cached for everyone after)", network=view.config.network)
 res = tdu.compute(td.linearized, proto, f"Linearized dynamics ({proto.name} protocol)") if proto else None
 
 if res is not None:

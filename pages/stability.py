@@ -26,8 +26,8 @@ theory.header(
      (C["edge_of_stability"].quote, C["edge_of_stability"].reference)])
 
 proto = tdu.choose_protocol(td.stability_protocol, "stab_full",
-                            "Run the full protocol (n=256, width 512, 300 steps, 3 seeds: "
-                            "minutes on 2 cores; cached for everyone after)")
+                            "Run the full protocol (n=256, twice the width, 300 steps, 3 seeds: "
+                            "minutes on 2 cores; cached for everyone after)", network=view.config.network)
 res = tdu.compute(td.stability, proto, f"Stability ({proto.name} protocol)") if proto else None
 
 if res is not None:

@@ -46,7 +46,8 @@ from ntk_core._src import stability as stab
 from runner import _run
 from runner import _theory_store
 from runner._admission import ADMISSION
-from runner._config import ConfigError, ExperimentConfig, Limits, estimate_memory_mb, validate_config
+from runner._config import (MAX_CNN_CHANNELS, ConfigError, ExperimentConfig, Limits, Network,
+                            activations_per_sample, estimate_memory_mb, num_params, validate_config)
 from runner._types import Progress, ProgressFn, Stage
 from runner._verdicts import Verdict, _fit, _plain, _t975
 
@@ -465,6 +466,7 @@ def judge_edge_of_stability(*, eta_lambda0: Any, outcomes: Any) -> Verdict:
 # ------------------------------------------------------------------------------ protocols
 
 WIDTH_GRID = (16, 64, 256, 1024, 4096)     # ×4 steps: a slope over 2+ decades with few runs
+CNN_WIDTH_GRID = (2, 8, 32)                 # channels, ×4 steps up to MAX_CNN_CHANNELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -507,12 +509,15 @@ def memory_mb(p: DynamicsProtocol) -> float:
     training and validation inputs every epoch)."""
     c, w = p.base, max(p.widths)
     n, nv, e = c.n_train, c.n_val, c.epochs
-    n_params = 784 * w + w + 10 * w + 10
+    n_params = num_params(c.arch, w, c.depth)
     runs = len(p.rates)
-    per_run = (4 * n_params + 6 * (n + nv) * w) * 4
+    per_run = (4 * n_params + 6 * (n + nv) * activations_per_sample(c.arch, w, c.depth)) * 4
     outputs = 4 * (e + 1) * (n + nv) * 10 * 4 if p.command == "linearized" else 6 * (e + 1) * 4
     data = 2 * (n + nv) * 784 * 4 + (n * n + nv * n) * 4
-    return (data + runs * (per_run + outputs)) / 2**20
+    # another network's full (n·10)² kernel is formed densely (float32 → float64, its
+    # eigenvectors and the validation cross kernel), plus ntk_core's 2²⁴-float workspace
+    dense = 0 if c.closed_form else (n * 10) ** 2 * 8 * 3 + (n * 10) * (nv * 10) * 8 + 2**24 * 4
+    return (data + dense + runs * (per_run + outputs)) / 2**20
 
 
 def _check(p: DynamicsProtocol, limits: Limits) -> DynamicsProtocol:
@@ -524,7 +529,7 @@ def _check(p: DynamicsProtocol, limits: Limits) -> DynamicsProtocol:
     return p
 
 
-def _widths(limits: Limits, top: int, common: dict | None = None) -> tuple[int, ...]:
+def _widths(limits: Limits, top: int, common: dict | None = None, arch: str = "mlp") -> tuple[int, ...]:
     """The ×4 grid up to ``top`` and the width cap, without widths whose run would not fit
     the memory budget (``estimate_memory_mb`` of the runner, conservative here)."""
     def fits(w: int) -> bool:
@@ -533,7 +538,10 @@ def _widths(limits: Limits, top: int, common: dict | None = None) -> tuple[int, 
         cfg = ExperimentConfig(**{**common, "width": w})
         return estimate_memory_mb(cfg, limits) <= limits.max_memory_mb
 
-    ws = tuple(w for w in WIDTH_GRID if w <= min(top, limits.max_width) and fits(w))
+    grid = CNN_WIDTH_GRID if arch == "cnn" else WIDTH_GRID
+    if arch == "cnn":
+        top = min(top, MAX_CNN_CHANNELS)
+    ws = tuple(w for w in grid if w <= min(top, limits.max_width) and fits(w))
     if len(ws) < MIN_WIDTHS:
         raise ConfigError("width", limits.max_width, f"a width cap of at least {WIDTH_GRID[MIN_WIDTHS - 1]} "
                           f"(this page fits a slope over ≥ {MIN_WIDTHS} widths of {list(WIDTH_GRID)}) "
@@ -547,11 +555,12 @@ def _tiny() -> bool:
     return os.environ.get("NTK_THEORY_QUICK", "").strip().lower() == "tiny"
 
 
-def linearized_protocol(name: str, limits: Limits) -> DynamicsProtocol:
+def linearized_protocol(name: str, limits: Limits, network: Network = Network()) -> DynamicsProtocol:
     """Linearized: NTK parameterization, full-batch gradient descent, η ∈ {1, 4} (at init
     η·λ_0 ≈ 0.25–0.4 and ≈ 1–1.6 here: λ_0 ≈ 0.25 in NTK parameterization, larger at width 16);
     ``quick`` = n 128, 128 validation images, 30 epochs, widths 16…1024 (×4), seeds 0, 1;
-    ``full`` = n 256, 256 validation, 60 epochs, widths 16…4096 (within the cap), seeds 0–2."""
+    ``full`` = n 256, 256 validation, 60 epochs, widths 16…4096 (within the cap), seeds 0–2.
+    ``network``: any (default the study's MLP); the CNN's widths are channels 2, 8, 32."""
     if name == "quick" and _tiny():
         name, common, top, seeds = "quick-tiny", dict(n_train=32, n_val=32, epochs=5), 256, (0, 1)
     elif name == "quick":
@@ -560,17 +569,18 @@ def linearized_protocol(name: str, limits: Limits) -> DynamicsProtocol:
         common, top, seeds = dict(n_train=256, n_val=256, epochs=60), 4096, (0, 1, 2)
     else:
         raise ValueError(f"protocol={name!r}: expected one of {PROTOCOLS}")
-    common.update(batch_size=0, optimizer="sgd", reg="none", top_k=1, dataset="bundled", seed=0,
-                  parameterization="ntk", lr=1.0)
-    widths = _widths(limits, top, common)
+    common.update(batch_size=0, optimizer="sgd", reg="none", top_k=1, seed=0,
+                  parameterization="ntk", lr=1.0, **network._asdict())
+    widths = _widths(limits, top, common, network.arch)
     base = validate_config(dict(common, width=widths[-1]), limits)
     return _check(DynamicsProtocol("linearized", name, base, widths, seeds, (1.0, 4.0)), limits)
 
 
-def stability_protocol(name: str, limits: Limits) -> DynamicsProtocol:
+def stability_protocol(name: str, limits: Limits, network: Network = Network()) -> DynamicsProtocol:
     """Stability: NTK parameterization, full-batch gradient descent at η = c/λ_0 for c in
     ETA_LAMBDA0 (λ_0 measured per seed); ``quick`` = n 128, width 256, 100 steps, seeds
-    0–2; ``full`` = n 256, width 512, 300 steps, seeds 0–2 (width and steps within the caps)."""
+    0–2; ``full`` = n 256, width 512, 300 steps, seeds 0–2 (width and steps within the caps).
+    ``network``: any (default the study's MLP); the CNN runs 16 (quick) or 32 (full) channels."""
     seeds = (0, 1, 2)
     if name == "quick" and _tiny():
         name, common, width, seeds = "quick-tiny", dict(n_train=32, n_val=16, epochs=20), 64, (0, 1)
@@ -580,9 +590,11 @@ def stability_protocol(name: str, limits: Limits) -> DynamicsProtocol:
         common, width = dict(n_train=256, n_val=16, epochs=min(300, limits.max_epochs)), 512
     else:
         raise ValueError(f"protocol={name!r}: expected one of {PROTOCOLS}")
+    if network.arch == "cnn":
+        width = min(width // 16, MAX_CNN_CHANNELS)
     width = min(width, limits.max_width)
     base = validate_config(dict(common, width=width, batch_size=0, optimizer="sgd", reg="none",
-                                top_k=1, dataset="bundled", seed=0, parameterization="ntk", lr=1.0), limits)
+                                top_k=1, seed=0, parameterization="ntk", lr=1.0, **network._asdict()), limits)
     return _check(DynamicsProtocol("stability", name, base, (width,), seeds, ETA_LAMBDA0), limits)
 
 
@@ -663,13 +675,26 @@ def _split(c: ExperimentConfig, seed: int) -> nc.Split:
     return split
 
 
-def _init(width: int, seed: int) -> dict:
-    return _model.init_params(jax.random.PRNGKey(seed), width, "ntk")
+def _arch(c: ExperimentConfig, width: int) -> nc.Architecture | None:
+    """None for the one-hidden MLP (the closed-form paths), else the network's handle."""
+    return None if c.closed_form else nc.Architecture(c.arch, width, c.depth, "ntk")
 
 
-def _lambda0(params: dict, x: np.ndarray):
-    """λ_max(Θ_full)/n at init by ARPACK (and its eigenvector, for the power iteration)."""
-    er = nc.full_ntk_lambda_max(params, x, parameterization="ntk", return_vectors=True)
+def _init(c: ExperimentConfig, width: int, seed: int) -> dict:
+    arch = _arch(c, width)
+    if arch is None:
+        return _model.init_params(jax.random.PRNGKey(seed), width, "ntk")
+    return arch.init(jax.random.PRNGKey(seed))
+
+
+def _lambda0(params: dict, x: np.ndarray, arch: nc.Architecture | None = None):
+    """λ_max(Θ_full)/n by ARPACK (and its eigenvector, for the power iteration): on the
+    closed-form product, or for another network on its dense full kernel."""
+    if arch is None:
+        er = nc.full_ntk_lambda_max(params, x, parameterization="ntk", return_vectors=True)
+    else:
+        er = nc.top_k_eigs(lin.full_kernel_dense(params, x, arch=arch), 1, return_vectors=True,
+                           return_result=True, symmetric=True)
     return float(er.values[0]) / x.shape[0], er
 
 
@@ -689,6 +714,13 @@ CONVENTIONS = ("NTK parameterization; full-batch gradient descent on L = ½·mea
                "validation inputs through Θ(X_val, X)·Σ_{s<t} r_s. "
                "λ_0 = λ_max(Θ_full)/n (the ½-mean loss's normalization). Losses are ½·mean "
                "squared error; accuracy is the argmax.")
+
+
+GENERIC_NOTE = (" This network has no closed form: its full kernel at init is formed densely in "
+                "float32 (a deeper MLP layer-wise from the backprop signals of the 10 logits, the CNN "
+                "from jax.vjp/jvp) and eigendecomposed in float64 (the linear model: method 'eigh'); "
+                "the per-step products Θ_full·v of the stability runs are J(Jᵀv) by jax.vjp/jvp; dead "
+                "units are counted over every ReLU layer (the CNN's per channel).")
 
 
 def linearized(p: DynamicsProtocol, limits: Limits, *, store: ResultStore | None = None,
@@ -728,17 +760,20 @@ def linearized(p: DynamicsProtocol, limits: Limits, *, store: ResultStore | None
         for i, s in enumerate(seeds):
             split = _split(c, s)
             for j, w in enumerate(widths):
-                params = _init(w, s)
+                params, arch = _init(c, w, s), _arch(c, w)
                 if progress:
                     progress(Progress(Stage.TRAINING, done, total))
                 trs = lin.gd_trajectories(params, split.x_train, split.y_train, split.x_val, lrs=lrs,
-                                          epochs=e, parameterization="ntk")
-                lam0 = _lambda0(params, split.x_train)[0]
+                                          epochs=e, parameterization="ntk", arch=arch)
+                lam0 = _lambda0(params, split.x_train, arch)[0]
+                # another network: its full kernel formed once for both rates ("eigh")
+                kern = None if arch is None else lin.linear_kernel(params, split.x_train, split.x_val,
+                                                                   arch=arch)
                 for r, lr in enumerate(lrs):
                     tr = trs[r]
                     lo = lin.linearized_outputs(params, split.x_train, split.y_train, split.x_val,
                                                 lr=lr, epochs=e, parameterization="ntk",
-                                                method="krylov")
+                                                method="krylov", arch=arch, kernel=kern)
                     methods.add(lo.method)
                     tl, ta = lin.loss_acc(tr.f_train, split.y_train)
                     tll, tal = lin.loss_acc(lo.f_train, split.y_train)
@@ -775,7 +810,8 @@ def linearized(p: DynamicsProtocol, limits: Limits, *, store: ResultStore | None
                 "gap": first["gap"], "slope": first["slope"], "slope_ci": first["slope_ci"],
                 "output_gap": first["output_gap"], "output_slope": first["output_fit"]["slope"],
                 "output_slope_ci": first["output_fit"]["slope_ci"], "by_lr": by_lr, "curves": curves,
-                "method": sorted(methods), "conventions": CONVENTIONS}
+                "method": sorted(methods), "network": c.network.label,
+                "conventions": CONVENTIONS + ("" if c.closed_form else GENERIC_NOTE)}
         return data, verdicts
 
     return _cached_or_compute(p, limits, store, progress, compute)
@@ -829,24 +865,23 @@ def stability(p: DynamicsProtocol, limits: Limits, *, store: ResultStore | None 
             if progress:
                 progress(Progress(Stage.TRAINING, 2 * i, total))
             split = _split(c, s)
-            params = _init(width, s)
-            lam0, er = _lambda0(params, split.x_train)
+            params, arch = _init(c, width, s), _arch(c, width)
+            lam0, er = _lambda0(params, split.x_train, arch)
             lam0s[i] = lam0
             lrs[i] = grid / lam0
             runs = stab.sharpness_runs(params, split.x_train, split.y_train, lrs[i], steps=steps,
-                                       parameterization="ntk", v0=er.vectors[:, 0])
+                                       parameterization="ntk", v0=er.vectors[:, 0], arch=arch)
             lam[i], loss[i], acc[i], dead[i] = runs.lam, runs.loss, runs.acc, runs.dead
             res_max[i] = np.nanmax(runs.lam_residual, axis=1)
             if progress:
                 progress(Progress(Stage.TRAINING, 2 * i + 1, total))
             lin_loss[i] = stab.kernel_linear_losses(params, split.x_train, split.y_train, lrs[i],
-                                                    steps=steps, parameterization="ntk")
+                                                    steps=steps, parameterization="ntk", arch=arch)
             # the last step's λ against ARPACK (the power iteration's accuracy, measured)
             for r in range(R):
                 if runs.diverged_at[r] < 0:
                     pr = {k: v[r] for k, v in runs.final_params.items()}
-                    ref = float(nc.full_ntk_lambda_max(pr, split.x_train, parameterization="ntk").values[0])
-                    ref /= c.n_train
+                    ref = _lambda0(pr, split.x_train, arch)[0]
                     check[i, r] = abs(runs.lam[r, -1] - ref) / ref
         if progress:
             progress(Progress(Stage.DONE, total, total))
@@ -874,7 +909,8 @@ def stability(p: DynamicsProtocol, limits: Limits, *, store: ResultStore | None 
                 "linear_diverged": lin_div,
                 "outcome": [consensus(list(outcomes[:, r])) for r in range(R)],
                 "outcome_per_seed": outcomes.tolist(), "outcome_stats": stats,
-                "conventions": STABILITY_CONVENTIONS}
+                "network": c.network.label,
+                "conventions": STABILITY_CONVENTIONS + ("" if c.closed_form else GENERIC_NOTE)}
         return data, verdicts
 
     return _cached_or_compute(p, limits, store, progress, compute)
@@ -885,9 +921,11 @@ def stability(p: DynamicsProtocol, limits: Limits, *, store: ResultStore | None 
 
 
 def _protocol_for(args: Any, limits: Limits) -> DynamicsProtocol:
+    from runner.cli import network_of
+
     name = "quick" if getattr(args, "quick", False) else "full"
     factory = linearized_protocol if args.command == "linearized" else stability_protocol
-    return factory(name, limits)
+    return factory(name, limits, network_of(args, limits))
 
 
 def plan_configs(args: Any, limits: Limits) -> list[ExperimentConfig]:
@@ -958,5 +996,8 @@ def add_commands(subparsers: Any, common: Callable[..., None]) -> None:
                        help="the page's default protocol (seconds to a minute on 2 cores); the JSON says so")
         g.add_argument("--full", action="store_true", help="the larger protocol [default]")
         sp.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+        from runner.cli import add_network_flags
+
+        add_network_flags(sp)
         common(sp, top=False)
         sp.set_defaults(handler=handler, plan_configs=plan_configs)

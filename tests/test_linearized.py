@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+import ntk_core as nc
 from ntk_core._src import linearized as lin
 from ntk_core._src import model
 from runner import _theory_dynamics as td
@@ -199,3 +200,28 @@ def test_linearized_page_renders_cached_result(cli_linearized):
         assert "Question." in text and "Lee" in " ".join(i.value for i in at.info)
         assert any("Live verdicts" in s.value for s in at.subheader)
         assert not at.error
+
+
+def test_linear_model_of_any_network_is_the_closed_forms_on_the_one_hidden_mlp(mnist_small):
+    """linearized_outputs through the generic path (Architecture: its full kernel formed
+    densely, method eigh) equals the closed form's matrix-free path on the same network;
+    and the deep MLP's layer-wise full kernel equals the jacrev contraction."""
+    from ntk_core._src import generic
+
+    x, y, xv = mnist_small.x_train[:20], mnist_small.y_train[:20], mnist_small.x_val[:8]
+    params = model.init_params(jax.random.PRNGKey(1), 32, "ntk")
+    arch = nc.Architecture("mlp", 32, 1, "ntk")
+    a = lin.linearized_outputs(params, x, y, xv, lr=2.0, epochs=12, method="krylov")
+    b = lin.linearized_outputs(params, x, y, xv, lr=2.0, epochs=12, method="krylov", arch=arch)
+    assert b.method == "eigh"
+    np.testing.assert_allclose(b.f_train, a.f_train, atol=2e-4 * np.abs(a.f_train).max())
+    np.testing.assert_allclose(b.f_val, a.f_val, atol=2e-4 * np.abs(a.f_val).max())
+    ta = lin.gd_trajectories(params, x, y, xv, lrs=[1.0], epochs=5)[0]
+    tb = lin.gd_trajectories(params, x, y, xv, lrs=[1.0], epochs=5, arch=arch)[0]
+    np.testing.assert_allclose(tb.f_train, ta.f_train, rtol=1e-4, atol=1e-5)
+    deep = nc.Architecture("mlp", 8, 3, "ntk")
+    p3 = deep.init(jax.random.PRNGKey(2))
+    t = np.asarray(generic.autodiff_dense(deep.apply, p3, x, trace=False), np.float64)
+    ref = t.transpose(0, 2, 1, 3).reshape(200, 200)
+    got = lin.full_kernel_dense(p3, x, arch=deep)
+    assert np.abs(got - (ref + ref.T) / 2).max() / np.abs(ref).max() < 1e-5

@@ -43,16 +43,6 @@ def config_caption(view) -> None:
                f"showing {kernel_name(view.norm)}")
 
 
-def fixed_network_note(view) -> None:
-    """On the pages that run their own protocol on the one-hidden-layer MLP (Findings and
-    the theory pages): say so when the sidebar asks for another network or dataset."""
-    c = view.config
-    if not c.closed_form or c.dataset == "fashion_mnist":
-        st.info(f"This page runs its own protocol on the study's network, the one-hidden-layer "
-                f"MLP on MNIST; the sidebar's {c.arch_label} on {c.dataset_label} is used by the "
-                "experiment pages (Spectrum vs L2 … Spectrum explorer).", icon=":material/info:")
-
-
 def with_decay(title: str, config) -> str:
     """A chart title that names an L1/L2 penalty, plus the decoupled weight decay (and the
     optimizer it changes: Adam → AdamW) when the config has one, so the two regularisers

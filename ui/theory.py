@@ -20,7 +20,7 @@ import streamlit as st
 import runner
 from ui import charts
 from ui.findings import BADGE
-from ui import layout, sidebar
+from ui import layout
 from ui.progress import Reporter
 from ui.sidebar import current_limits, store
 
@@ -32,19 +32,15 @@ PARAM_NAME = {"ntk": "NTK param.", "standard": "standard param."}
 # ------------------------------------------------------------------------------ opening
 
 
-def header(title: str, question: str, look_for: str, results: Sequence[tuple[str, str]],
-           follows_network: bool = False) -> None:
+def header(title: str, question: str, look_for: str, results: Sequence[tuple[str, str]]) -> None:
     """The fixed opening of a theory page: title, question, what to look for, and each
     paper's result (quote, reference) — the same order as the other experiment pages.
-    ``follows_network``: the page runs the sidebar's network; else a note says it runs the
-    one-hidden MLP when the sidebar asks for another."""
+    Every theory page runs its protocol on the sidebar's network and dataset."""
     st.title(title)
     st.markdown(f"**Question.** {question}")
     st.markdown(f"**What to look for.** {look_for}")
     for quote, ref in results:
         st.info(f"**The paper's result:** {quote}\n\n— *{ref}*", icon=":material/format_quote:")
-    if not follows_network:
-        layout.fixed_network_note(sidebar.current())
 
 
 # ------------------------------------------------------------------------------ computing
@@ -104,7 +100,7 @@ def choose_protocol(factory: Callable[..., Any], key: str, full_text: str,
                     network: runner.Network | None = None):
     """The quick protocol (page default), or the full one when it is cached or requested
     with the button (labelled ``full_text`` plus the full protocol's sizes under the caps),
-    on ``network`` (the sidebar's) when the page follows it, else the factory's default.
+    on ``network`` (the sidebar's; None: the factory's default, the study's MLP).
     Returns the protocol, or None (with an error) when the caps forbid it."""
     limits = current_limits()
     extra = () if network is None else (network,)
@@ -147,7 +143,7 @@ def protocol_caption(res: Any) -> None:
                f"seed), {c.epochs} epochs, no regularization, widths {list(p.widths)} (log₂ grid up "
                f"to the width cap), seeds {list(p.seeds)}; " + "; ".join(parts)
                + f". Config hash `{p.key}`. Of the sidebar, only the network and dataset apply "
-               "here (on the pages that follow it).")
+               "here.")
 
 
 # ------------------------------------------------------------------------------ verdicts

@@ -45,18 +45,20 @@ def compute(fn: Callable[..., Any], protocol: td.DynamicsProtocol, label: str):
                           reporter=_DynamicsReporter)
 
 
-def choose_protocol(factory: Callable[[str, runner.Limits], td.DynamicsProtocol], key: str,
-                    full_text: str) -> td.DynamicsProtocol | None:
+def choose_protocol(factory: Callable[..., td.DynamicsProtocol], key: str,
+                    full_text: str, network: runner.Network | None = None) -> td.DynamicsProtocol | None:
     """The quick protocol (page default), or the full one when cached or requested (the
-    button is offered only when the full protocol fits this server's limits)."""
+    button is offered only when the full protocol fits this server's limits), on
+    ``network`` (the sidebar's)."""
     limits = current_limits()
+    extra = () if network is None else (network,)
     try:
-        quick = factory("quick", limits)
+        quick = factory("quick", limits, *extra)
     except runner.ConfigError as exc:
         st.error(f"This page's protocol does not fit this server's limits: {exc}")
         return None
     try:
-        full = factory("full", limits)
+        full = factory("full", limits, *extra)
     except runner.ConfigError:
         return quick
     want_full = td.cached_dynamics(full, store()) is not None or st.session_state.get(key, False)
@@ -71,10 +73,13 @@ def protocol_caption(res: td.DynamicsResult, extra: str) -> None:
     c = p.base
     where = {"hit": "loaded from the cache", "computed": f"computed now in {res.compute_seconds:.0f} s",
              "uncached": f"computed in {res.compute_seconds:.0f} s (cache disabled)"}.get(res.status, res.status)
-    st.caption(f"Showing the **{p.name}** protocol ({where}): n={c.n_train} training and {c.n_val} "
-               f"validation images ({c.dataset} MNIST, class-stratified per seed), NTK "
-               f"parameterization, full-batch gradient descent, no regularization, seeds "
-               f"{list(p.seeds)}; {extra}. Config hash `{p.key}`. The sidebar does not apply here.")
+    kernel = ("closed-form NTK" if c.closed_form else "full NTK formed densely "
+              + ("layer-wise" if c.arch == "mlp" else "by jax.vjp/jvp") + ", products by jax.vjp/jvp")
+    st.caption(f"Showing the **{p.name}** protocol on the **{c.network.label}** ({where}; {kernel}): "
+               f"n={c.n_train} training and {c.n_val} validation images (class-stratified per "
+               f"seed), NTK parameterization, full-batch gradient descent, no regularization, seeds "
+               f"{list(p.seeds)}; {extra}. Config hash `{p.key}`. Of the sidebar, only the network "
+               "and dataset apply here.")
 
 
 def verdict_card(v: runner.Verdict, key: str, note: str = "") -> None:

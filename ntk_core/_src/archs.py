@@ -174,6 +174,31 @@ def cnn_apply(params: dict, x: jax.Array, parameterization: str = "standard", *,
     return a * jnp.matmul(h, params["W"], precision=_HP) + c * params["b"][None, :]
 
 
+def dead_fraction(kind: str, params: dict, x: jax.Array, parameterization: str = "standard", *,
+                  sigma_w: float = _model.SIGMA_W, sigma_b: float = _model.SIGMA_B) -> jax.Array:
+    """Fraction of ReLU units that are off (pre-activation ≤ 0) on every input: for the MLP
+    each hidden unit of every layer; for the CNN each channel of each conv layer (a filter
+    off at every position of every image). Scalar, dtype of params; traceable (jit/scan)."""
+    dead, total = jnp.zeros((), params[next(iter(params))].dtype), 0
+    if kind == "mlp":
+        h = x.reshape((x.shape[0], -1))
+        for l in range(1, mlp_depth(params) + 1):
+            w = params[f"W{l}"]
+            a, c = _mults(parameterization, w.shape[0], sigma_w, sigma_b)
+            z = a * jnp.matmul(h, w, precision=_HP) + c * params[f"b{l}"][None, :]
+            dead, total = dead + jnp.sum(jnp.all(z <= 0, axis=0)).astype(dead.dtype), total + z.shape[1]
+            h = jax.nn.relu(z)
+        return dead / total
+    h = x.reshape((x.shape[0],) + IMAGE_SHAPE)
+    for name, bias, stride in (("C1", "c1", 1), ("C2", "c2", 2)):
+        w = params[name]
+        a, c = _mults(parameterization, w.shape[0] * w.shape[1] * w.shape[2], sigma_w, sigma_b)
+        z = a * _conv(h, w, stride) + c * params[bias][None, None, None, :]
+        dead, total = dead + jnp.sum(jnp.all(z <= 0, axis=(0, 1, 2))).astype(dead.dtype), total + z.shape[-1]
+        h = jax.nn.relu(z)
+    return dead / total
+
+
 # ------------------------------------------------------------------------------------------
 # one handle per architecture
 
@@ -231,6 +256,10 @@ class Architecture:
     def closed_form_applies(self) -> bool:
         """True for the one-hidden MLP, whose NTK has the closed form of :mod:`ntk_core._src.ntk`."""
         return self.kind == "mlp" and self.depth == 1
+
+    def dead_fraction(self, params: dict, x: jax.Array) -> jax.Array:
+        """:func:`dead_fraction` of this network (traceable)."""
+        return dead_fraction(self.kind, params, x, self.parameterization)
 
     def init(self, key: jax.Array, dtype=jnp.float32) -> dict:
         """Initial raw parameters (:func:`init_mlp` / :func:`init_cnn`), one compiled program."""

@@ -34,7 +34,8 @@ def _layer_mults(params: dict, parameterization: str, sigma_w: float, sigma_b: f
             for l in range(1, d + 2)]
 
 
-def _kernel(params: dict, x1, x2, *, parameterization: str, sigma_w: float, sigma_b: float):
+def _kernel(params: dict, x1, x2, *, parameterization: str, sigma_w: float, sigma_b: float,
+            trace: bool = True):
     d = _archs.mlp_depth(params)
     mults = _layer_mults(params, parameterization, sigma_w, sigma_b)
 
@@ -65,19 +66,43 @@ def _kernel(params: dict, x1, x2, *, parameterization: str, sigma_w: float, sigm
     d1, d2 = signals(m1), signals(m2)
     k = params[f"W{d + 1}"].shape[1]
     a, c = mults[d]
-    theta = a * a * jnp.matmul(h1[d], h2[d].T, precision=_HP) + c * c      # output layer
+    out = a * a * jnp.matmul(h1[d], h2[d].T, precision=_HP) + c * c        # output layer
+    if trace:
+        theta = out
+    else:   # the output layer's signals are e_a: its block is diagonal in (a, b)
+        theta = out[:, :, None, None] * jnp.eye(k, dtype=out.dtype)[None, None]
     for l in range(1, d + 1):
         a, c = mults[l - 1]
         g = a * a * jnp.matmul(h1[l - 1], h2[l - 1].T, precision=_HP) + c * c
-        s = jnp.matmul(d1[l - 1].reshape(d1[l - 1].shape[0], -1),
-                       d2[l - 1].reshape(d2[l - 1].shape[0], -1).T, precision=_HP) / k
-        theta = theta + g * s
+        if trace:
+            s = jnp.matmul(d1[l - 1].reshape(d1[l - 1].shape[0], -1),
+                           d2[l - 1].reshape(d2[l - 1].shape[0], -1).T, precision=_HP) / k
+            theta = theta + g * s
+        else:
+            s = jnp.einsum("iau,jbu->ijab", d1[l - 1], d2[l - 1], precision=_HP)
+            theta = theta + g[:, :, None, None] * s
     return theta
 
 
-@functools.partial(jax.jit, static_argnames=("parameterization", "sigma_w", "sigma_b"))
-def _kernel_jit(params, x1, x2, *, parameterization, sigma_w, sigma_b):
-    return _kernel(params, x1, x2, parameterization=parameterization, sigma_w=sigma_w, sigma_b=sigma_b)
+@functools.partial(jax.jit, static_argnames=("parameterization", "sigma_w", "sigma_b", "trace"))
+def _kernel_jit(params, x1, x2, *, parameterization, sigma_w, sigma_b, trace=True):
+    return _kernel(params, x1, x2, parameterization=parameterization, sigma_w=sigma_w, sigma_b=sigma_b,
+                   trace=trace)
+
+
+def mlp_full_ntk(params: dict, x1, x2=None, *, parameterization: str = "standard",
+                 sigma_w: float = _model.SIGMA_W, sigma_b: float = _model.SIGMA_B) -> np.ndarray:
+    """FULL empirical NTK of the depth-d MLP, layer-wise: Θ[i, j, a, b] = ∇θf_a(x_i)·∇θf_b(x_j).
+
+    Returns:
+      (n1, n2, K, K) float32 numpy array (the layout of ``empirical_ntk(..., trace=False)``),
+      raw (not divided by n). One compiled call: for the small n of the dynamics pages.
+    """
+    _archs._check_param(parameterization)
+    x1 = jnp.asarray(x1)
+    x2 = x1 if x2 is None else jnp.asarray(x2)
+    return np.asarray(_kernel_jit(params, x1, x2, parameterization=parameterization,
+                                  sigma_w=float(sigma_w), sigma_b=float(sigma_b), trace=False))
 
 
 def mlp_traced_ntk(params: dict, x1, x2=None, *, parameterization: str = "standard",

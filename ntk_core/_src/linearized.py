@@ -45,7 +45,9 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg as spla
 
+from ntk_core._src import deep_mlp as _deep_mlp
 from ntk_core._src import full_kernel as _full
+from ntk_core._src import generic as _generic
 from ntk_core._src import model as _model
 from ntk_core._src import ntk as _ntk
 from ntk_core._src import train as _train
@@ -104,41 +106,48 @@ class LinearizedOutputs(NamedTuple):
 # ------------------------------------------------------------------------------ the network
 
 
-@functools.partial(jax.jit, static_argnames=("epochs", "parameterization"))
-def _gd_scan(params0, x, y, x_val, lr, *, epochs: int, parameterization: str):
-    grad = jax.grad(_train.data_loss)
+def _apply_of(parameterization: str, arch):
+    """f(params, x): the one-hidden MLP (``arch`` None) or any Architecture's apply."""
+    return arch.apply if arch is not None else functools.partial(_model.apply, parameterization=parameterization)
+
+
+@functools.partial(jax.jit, static_argnames=("epochs", "parameterization", "arch"))
+def _gd_scan(params0, x, y, x_val, lr, *, epochs: int, parameterization: str, arch=None):
+    apply = _apply_of(parameterization, arch)
+    grad = jax.grad(lambda p: 0.5 * jnp.mean(jnp.sum((apply(p, x) - y) ** 2, axis=1)))
 
     def step(carry, _):
         p, alive = carry
-        g = grad(p, x, y, parameterization)
+        g = grad(p)
         new = jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g)
-        f = _model.apply(new, x, parameterization)
+        f = apply(new, x)
         loss = 0.5 * jnp.mean(jnp.sum((f - y) ** 2, axis=1))
         ok = alive & jnp.isfinite(loss) & (loss < DIVERGED_LOSS)
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, p)
-        fv = _model.apply(new, x_val, parameterization)
+        fv = apply(new, x_val)
         nan = jnp.asarray(jnp.nan, f.dtype)
         return (new, ok), (jnp.where(ok, f, nan), jnp.where(ok, fv, nan), ok)
 
     (_, _), (ft, fv, ok) = jax.lax.scan(step, (params0, jnp.asarray(True)), None, length=epochs)
-    f0 = _model.apply(params0, x, parameterization)
-    fv0 = _model.apply(params0, x_val, parameterization)
+    f0 = apply(params0, x)
+    fv0 = apply(params0, x_val)
     return (jnp.concatenate([f0[None], ft]), jnp.concatenate([fv0[None], fv]), ok)
 
 
-@functools.partial(jax.jit, static_argnames=("epochs", "parameterization"))
-def _gd_scan_many(params0, x, y, x_val, lrs, *, epochs: int, parameterization: str):
+@functools.partial(jax.jit, static_argnames=("epochs", "parameterization", "arch"))
+def _gd_scan_many(params0, x, y, x_val, lrs, *, epochs: int, parameterization: str, arch=None):
     return jax.vmap(lambda lr: _gd_scan(params0, x, y, x_val, lr, epochs=epochs,
-                                        parameterization=parameterization))(lrs)
+                                        parameterization=parameterization, arch=arch))(lrs)
 
 
 def gd_trajectories(params0, x, y, x_val, *, lrs, epochs: int,
-                    parameterization: str = "ntk") -> list[Trajectory]:
-    """:func:`gd_trajectory` for several learning rates in one compiled, vmapped program."""
+                    parameterization: str = "ntk", arch=None) -> list[Trajectory]:
+    """:func:`gd_trajectory` for several learning rates in one compiled, vmapped program
+    (``arch``: any :class:`ntk_core._src.archs.Architecture`; default the one-hidden MLP)."""
     p = {k: jnp.asarray(v) for k, v in params0.items()}
     ft, fv, ok = _gd_scan_many(p, jnp.asarray(x), jnp.asarray(y), jnp.asarray(x_val),
                                jnp.asarray(np.asarray(lrs), jnp.float32), epochs=int(epochs),
-                               parameterization=parameterization)
+                               parameterization=parameterization, arch=arch)
     ft, fv, ok = np.asarray(ft), np.asarray(fv), np.asarray(ok)
     out = []
     for r in range(ok.shape[0]):
@@ -168,15 +177,24 @@ def gd_trajectory(params0, x, y, x_val, *, lr: float, epochs: int,
 # ------------------------------------------------------------------------------ kernels
 
 
-def full_kernel_dense(params, x1, x2=None, *, parameterization: str = "ntk") -> np.ndarray:
+def full_kernel_dense(params, x1, x2=None, *, parameterization: str = "ntk", arch=None) -> np.ndarray:
     """The full empirical NTK as a float64 (n1·K, n2·K) matrix (row i·K + a, column j·K + b).
 
-    Formed by the float32 closed form (:func:`ntk_core._src.ntk.empirical_ntk`, trace=False)
-    and cast; symmetrised when ``x2`` is None. Raw Θ (not /n).
+    Formed in float32 and cast; symmetrised when ``x2`` is None. Raw Θ (not /n). By the
+    one-hidden MLP's closed form (:func:`ntk_core._src.ntk.empirical_ntk`, trace=False) when
+    ``arch`` is None; for another :class:`~ntk_core._src.archs.Architecture`, a deeper MLP's
+    layer-wise (:func:`ntk_core._src.deep_mlp.mlp_full_ntk`) or the CNN's from the generic
+    vjp/jvp path (:func:`ntk_core._src.generic.ntk_vp_dense`, trace=False).
     """
     p = {k: jnp.asarray(v) for k, v in params.items()}
-    t = _ntk.empirical_ntk(p, jnp.asarray(x1), None if x2 is None else jnp.asarray(x2),
-                           parameterization=parameterization, trace=False)
+    x1 = jnp.asarray(x1)
+    x2j = None if x2 is None else jnp.asarray(x2)
+    if arch is None:
+        t = _ntk.empirical_ntk(p, x1, x2j, parameterization=parameterization, trace=False)
+    elif arch.kind == "mlp":
+        t = _deep_mlp.mlp_full_ntk(p, x1, x2j, parameterization=arch.parameterization)
+    else:
+        t = _generic.ntk_vp_dense(arch.apply, p, x1, x2j, trace=False)
     t = np.asarray(t, np.float64)
     n1, n2, k, _ = t.shape
     m = t.transpose(0, 2, 1, 3).reshape(n1 * k, n2 * k)
@@ -222,18 +240,19 @@ def _series_eigh(lam: np.ndarray, c: float, epochs: int, dynamics: str) -> tuple
     return decay, integ
 
 
-def linear_kernel(params0, x, x_val, *, parameterization: str = "ntk") -> LinearKernel:
+def linear_kernel(params0, x, x_val, *, parameterization: str = "ntk", arch=None) -> LinearKernel:
     """Forms and eigendecomposes Θ_full(X, X) and forms Θ_full(X_v, X) (for method "eigh")."""
     p = {k: jnp.asarray(v) for k, v in params0.items()}
     xj, xv = jnp.asarray(x), jnp.asarray(x_val)
-    lam, vec = np.linalg.eigh(full_kernel_dense(p, xj, parameterization=parameterization))
-    return LinearKernel(lam, vec, full_kernel_dense(p, xv, xj, parameterization=parameterization))
+    kw = dict(parameterization=parameterization, arch=arch)
+    lam, vec = np.linalg.eigh(full_kernel_dense(p, xj, **kw))
+    return LinearKernel(lam, vec, full_kernel_dense(p, xv, xj, **kw))
 
 
 def linearized_outputs(params0, x, y, x_val, *, lr: float, epochs: int,
                        parameterization: str = "ntk", method: str = "auto",
                        dynamics: str = "gd", dense_max_n: int = DENSE_MAX_N,
-                       kernel: LinearKernel | None = None) -> LinearizedOutputs:
+                       kernel: LinearKernel | None = None, arch=None) -> LinearizedOutputs:
     """Outputs of the network's linearization around ``params0`` under the same training.
 
     Args:
@@ -242,6 +261,9 @@ def linearized_outputs(params0, x, y, x_val, *, lr: float, epochs: int,
       method: "eigh", "krylov" or "auto" (eigh for n ≤ ``dense_max_n``).
       dynamics: "gd" (discrete gradient descent, what :func:`gd_trajectory` runs) or "flow".
       kernel: for "eigh", a precomputed :func:`linear_kernel` of the same params and inputs.
+      arch: any :class:`ntk_core._src.archs.Architecture` (default the one-hidden MLP); the
+        matrix-free "krylov" method is the closed form's, so another network uses "eigh"
+        (its full kernel formed by :func:`full_kernel_dense`) whatever ``method`` says.
 
     Returns:
       :class:`LinearizedOutputs` with f^lin_t on X and X_v for t = 0..E (module docstring).
@@ -249,17 +271,18 @@ def linearized_outputs(params0, x, y, x_val, *, lr: float, epochs: int,
     if dynamics not in ("gd", "flow"):
         raise ValueError(f"dynamics={dynamics!r}; allowed: gd, flow")
     n, k = np.shape(y)
-    if method == "auto":
-        method = "eigh" if n <= dense_max_n else "krylov"
+    if method == "auto" or arch is not None:
+        method = "eigh" if arch is not None or n <= dense_max_n else "krylov"
     p = {kk: jnp.asarray(v) for kk, v in params0.items()}
     xj, xv = jnp.asarray(x), jnp.asarray(x_val)
-    f0 = np.asarray(_model.apply(p, xj, parameterization), np.float64)
-    fv0 = np.asarray(_model.apply(p, xv, parameterization), np.float64)
+    apply = _apply_of(parameterization, arch)
+    f0 = np.asarray(apply(p, xj), np.float64)
+    fv0 = np.asarray(apply(p, xv), np.float64)
     r0 = (f0 - np.asarray(y, np.float64)).reshape(-1)
     c = float(lr) / n
     if method == "eigh":
         if kernel is None:
-            kernel = linear_kernel(p, xj, xv, parameterization=parameterization)
+            kernel = linear_kernel(p, xj, xv, parameterization=parameterization, arch=arch)
         lam, vec, cross = kernel
         decay, integ = _series_eigh(lam, c, epochs, dynamics)
         coef = vec.T @ r0                                                   # (N,)

@@ -35,7 +35,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_core._src import model as _model
-from ntk_core._src import train as _train
 
 _HP = jax.lax.Precision.HIGHEST
 POWER_ITERS = 8            # power-iteration products per step (warm-started)
@@ -78,41 +77,60 @@ def _matvec(p, x, g, v, s: _model.Scales):
     return s.a2 ** 2 * out + s.c2 ** 2 * jnp.sum(v, axis=0)[None, :]
 
 
-def _power(p, x, g, v, s, iters):
+def _generic_matvec(fwd, p, v):
+    """Θ_full·V (raw) of any network ``fwd(p) -> (n, K)`` as J(JᵀV): one vjp, one jvp."""
+    _, vjp = jax.vjp(fwd, p)
+    return jax.jvp(fwd, (p,), (vjp(v)[0],))[1]
+
+
+def _net(params0, x, parameterization: str, arch):
+    """(forward f(p), Θ_full-product mv(p, V), dead-unit fraction dead(p)) on inputs x: the
+    one-hidden MLP's closed form (``arch`` None; Gram matrix formed once) or any
+    :class:`ntk_core._src.archs.Architecture` (generic vjp/jvp product)."""
+    if arch is None:
+        s = _model.scales_for(params0, parameterization)
+        g = s.a1 ** 2 * jnp.matmul(x, x.T, precision=_HP) + s.c1 ** 2
+        return (lambda p: _model.apply(p, x, parameterization),
+                lambda p, v: _matvec(p, x, g, v, s),
+                lambda p: jnp.mean(jnp.all(_model.preactivations(p, x, s) <= 0, axis=0).astype(x.dtype)))
+    fwd = lambda p: arch.apply(p, x)  # noqa: E731
+    return fwd, functools.partial(_generic_matvec, fwd), lambda p: arch.dead_fraction(p, x)
+
+
+def _power(mv, v, iters):
+    """``iters`` power-iteration products of ``mv`` from v, then the Rayleigh quotient and
+    the relative residual."""
     def body(_, v):
-        u = _matvec(p, x, g, v, s)
+        u = mv(v)
         return u / jnp.maximum(jnp.linalg.norm(u), 1e-30)
 
     v = jax.lax.fori_loop(0, iters, body, v)
-    u = _matvec(p, x, g, v, s)
+    u = mv(v)
     lam = jnp.sum(u * v)
     res = jnp.linalg.norm(u - lam * v) / jnp.maximum(jnp.abs(lam), 1e-30)
     return v, lam, res
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "parameterization", "iters"))
-def _runs(params0, x, y, lrs, v0, *, steps: int, parameterization: str, iters: int):
+@functools.partial(jax.jit, static_argnames=("steps", "parameterization", "iters", "arch"))
+def _runs(params0, x, y, lrs, v0, *, steps: int, parameterization: str, iters: int, arch=None):
     n = x.shape[0]
-    s = _model.scales_for(params0, parameterization)
-    g = s.a1 ** 2 * jnp.matmul(x, x.T, precision=_HP) + s.c1 ** 2
-    grad = jax.grad(_train.data_loss)
+    fwd, mv, dead_of = _net(params0, x, parameterization, arch)
+    grad = jax.grad(lambda p: 0.5 * jnp.mean(jnp.sum((fwd(p) - y) ** 2, axis=1)))
     labels = jnp.argmax(y, axis=1)
 
     def measure(p, v):
-        f = _model.apply(p, x, parameterization)
+        f = fwd(p)
         loss = 0.5 * jnp.mean(jnp.sum((f - y) ** 2, axis=1))
         acc = jnp.mean((jnp.argmax(f, axis=1) == labels).astype(f.dtype))
-        z = _model.preactivations(p, x, s)
-        dead = jnp.mean(jnp.all(z <= 0, axis=0).astype(f.dtype))
-        v, lam, res = _power(p, x, g, v, s, iters)
-        return v, (loss, lam / n, res, dead, acc)
+        v, lam, res = _power(functools.partial(mv, p), v, iters)
+        return v, (loss, lam / n, res, dead_of(p), acc)
 
     def one(lr):
         v_init, m0 = measure(params0, v0)
 
         def step(carry, _):
             p, v, alive = carry
-            gr = grad(p, x, y, parameterization)
+            gr = grad(p)
             new = jax.tree_util.tree_map(lambda a, b: a - lr * b, p, gr)
             v_new, m = measure(new, v)
             ok = alive & jnp.isfinite(m[0]) & (m[0] < DIVERGED_LOSS) & jnp.isfinite(m[1])
@@ -128,7 +146,7 @@ def _runs(params0, x, y, lrs, v0, *, steps: int, parameterization: str, iters: i
 
 
 def sharpness_runs(params0, x, y, lrs, *, steps: int, parameterization: str = "ntk",
-                   v0: np.ndarray | None = None, iters: int = POWER_ITERS) -> SharpnessRuns:
+                   v0: np.ndarray | None = None, iters: int = POWER_ITERS, arch=None) -> SharpnessRuns:
     """Full-batch gradient descent from ``params0`` at each learning rate (one vmapped,
     compiled program), with loss, λ(t), dead-unit fraction and accuracy at every step.
 
@@ -139,6 +157,9 @@ def sharpness_runs(params0, x, y, lrs, *, steps: int, parameterization: str = "n
         init, index i·K + a); default a fixed random vector (then step 0 needs more
         iterations: 4×``iters`` are used there).
       iters: power-iteration products per step.
+      arch: any :class:`ntk_core._src.archs.Architecture` (its parameterization is used):
+        Θ_full products by vjp/jvp, dead units over every ReLU layer; default the one-hidden
+        MLP's closed form.
 
     Returns:
       :class:`SharpnessRuns` (float64 host arrays; λ in the loss's normalization, Θ_full/n).
@@ -149,16 +170,15 @@ def sharpness_runs(params0, x, y, lrs, *, steps: int, parameterization: str = "n
     if v0 is None:
         v0 = np.random.default_rng(0).standard_normal(n * k)
         p = {kk: jnp.asarray(v) for kk, v in params0.items()}
-        s = _model.scales_for(p, parameterization)
-        g = s.a1 ** 2 * jnp.matmul(x, x.T, precision=_HP) + s.c1 ** 2
+        _, mv, _ = _net(p, x, parameterization, arch)
         vv = jnp.asarray(v0.reshape(n, k) / np.linalg.norm(v0), x.dtype)
-        vv, _, _ = _power(p, x, g, vv, s, 4 * iters)
+        vv, _, _ = _power(functools.partial(mv, p), vv, 4 * iters)
         v0 = np.asarray(vv).reshape(-1)
     v = jnp.asarray(np.asarray(v0, np.float64).reshape(n, k) / np.linalg.norm(v0), x.dtype)
     p = {kk: jnp.asarray(a) for kk, a in params0.items()}
     lrs = np.asarray(lrs, np.float64)
     out = _runs(p, x, y, jnp.asarray(lrs, x.dtype), v, steps=int(steps),
-                parameterization=parameterization, iters=int(iters))
+                parameterization=parameterization, iters=int(iters), arch=arch)
     loss, lam, res, dead, acc, ok = (np.asarray(a) for a in out[:6])
     final = {k: np.asarray(v) for k, v in out[6].items()}
     div = np.array([int(np.flatnonzero(~o)[0]) + 1 if (~o).any() else -1 for o in ok])
@@ -171,12 +191,12 @@ def full_matvec_gram(params, x, v, *, parameterization: str = "ntk") -> np.ndarr
     :func:`ntk_core._src.full_kernel.full_ntk_matvec`)."""
     p = {k: jnp.asarray(a) for k, a in params.items()}
     x = jnp.asarray(x)
-    s = _model.scales_for(p, parameterization)
-    g = s.a1 ** 2 * jnp.matmul(x, x.T, precision=_HP) + s.c1 ** 2
-    return np.asarray(_matvec(p, x, g, jnp.asarray(v, x.dtype), s))
+    _, mv, _ = _net(p, x, parameterization, None)
+    return np.asarray(mv(p, jnp.asarray(v, x.dtype)))
 
 
-def linear_model_losses(params0, x, y, lrs, *, steps: int, parameterization: str = "ntk") -> np.ndarray:
+def linear_model_losses(params0, x, y, lrs, *, steps: int, parameterization: str = "ntk",
+                        arch=None) -> np.ndarray:
     """Loss of the network's linearization f^lin_θ = f_0 + J_0(θ − θ_0) trained by the same
     full-batch gradient descent, in PARAMETER space (``jax.linearize``; an independent
     path from the kernel formulas): (R, S+1) losses, inf/NaN once it overflows.
@@ -186,7 +206,8 @@ def linear_model_losses(params0, x, y, lrs, *, steps: int, parameterization: str
     """
     p0 = {k: jnp.asarray(a) for k, a in params0.items()}
     x, y = jnp.asarray(x), jnp.asarray(y)
-    f0, jvp = jax.linearize(lambda p: _model.apply(p, x, parameterization), p0)
+    fwd, _, _ = _net(p0, x, parameterization, arch)
+    f0, jvp = jax.linearize(fwd, p0)
 
     def loss(d):
         r = f0 + jvp(d) - y
@@ -208,16 +229,15 @@ def linear_model_losses(params0, x, y, lrs, *, steps: int, parameterization: str
 
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "parameterization"))
-def _kernel_linear(params0, x, y, lrs, *, steps: int, parameterization: str):
+@functools.partial(jax.jit, static_argnames=("steps", "parameterization", "arch"))
+def _kernel_linear(params0, x, y, lrs, *, steps: int, parameterization: str, arch=None):
     n = x.shape[0]
-    s = _model.scales_for(params0, parameterization)
-    g = s.a1 ** 2 * jnp.matmul(x, x.T, precision=_HP) + s.c1 ** 2
-    r0 = _model.apply(params0, x, parameterization) - y
+    fwd, mv, _ = _net(params0, x, parameterization, arch)
+    r0 = fwd(params0) - y
 
     def one(lr):
         def step(r, _):
-            r = r - (lr / n) * _matvec(params0, x, g, r, s)
+            r = r - (lr / n) * mv(params0, r)
             return r, 0.5 * jnp.sum(r * r) / n
 
         _, ls = jax.lax.scan(step, r0, None, length=steps)
@@ -226,7 +246,8 @@ def _kernel_linear(params0, x, y, lrs, *, steps: int, parameterization: str):
     return jax.vmap(one)(lrs)
 
 
-def kernel_linear_losses(params0, x, y, lrs, *, steps: int, parameterization: str = "ntk") -> np.ndarray:
+def kernel_linear_losses(params0, x, y, lrs, *, steps: int, parameterization: str = "ntk",
+                         arch=None) -> np.ndarray:
     """The same linear model as :func:`linear_model_losses`, in FUNCTION space: its residual
     r ← r − (η/n)·Θ_full(θ_0)·r with the matrix-free kernel product (cheap: no parameter
     gradients), all rates in one compiled program. Returns (R, S+1) losses ½·‖r_t‖²/n
@@ -234,5 +255,5 @@ def kernel_linear_losses(params0, x, y, lrs, *, steps: int, parameterization: st
     p = {k: jnp.asarray(a) for k, a in params0.items()}
     x, y = jnp.asarray(x), jnp.asarray(y)
     out = _kernel_linear(p, x, y, jnp.asarray(np.asarray(lrs), x.dtype), steps=int(steps),
-                         parameterization=parameterization)
+                         parameterization=parameterization, arch=arch)
     return np.asarray(out, np.float64)
