@@ -226,3 +226,32 @@ def test_app_pages_run_a_cnn_from_the_url(tmp_path, monkeypatch):
     assert len(list(at.get("vega_lite_chart"))) >= 4
     shown = "\n".join(str(c.value) for c in at.caption) + "\n".join(str(m.value) for m in at.markdown)
     assert "CNN 2 ch" in shown and "autodiff" in shown and "Jacobian contraction" in shown
+
+
+def test_theory_pages_run_the_sidebar_network(tmp_path, monkeypatch):
+    """Linearized on a depth-2 MLP (tiny protocol): the page computes it and its caption
+    names the network and how the kernel was formed; Infinite width refuses the CNN with
+    the reason (no infinite-width kernel for it here), as a warning, not a traceback."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("NTK_CACHE_DIR", str(tmp_path / "app"))
+    monkeypatch.setenv("NTK_THEORY_QUICK", "tiny")
+    for var in ("NTK_HOSTED", "NTK_MAX_N", "NTK_MAX_WIDTH", "NTK_MAX_MEMORY_MB"):
+        monkeypatch.delenv(var, raising=False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    at.query_params.update({"arch": "mlp", "depth": "2"})
+    at.run()
+    at.switch_page("pages/linearized.py")
+    at.run()
+    assert not at.exception and not at.error, ([e.value for e in at.exception], [e.value for e in at.error])
+    shown = "\n".join(str(c.value) for c in at.caption)
+    assert "MLP, 2 hidden layers" in shown and "layer-wise" in shown
+    assert len(list(at.get("vega_lite_chart"))) >= 2
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({"arch": "cnn", "width": "2"})
+    at.run()
+    at.switch_page("pages/infinite_width.py")
+    at.run()
+    assert not at.exception and not at.error
+    assert any("arc-cosine" in str(w.value) and "CNN" in str(w.value) for w in at.warning)
+    assert not list(at.get("vega_lite_chart"))
