@@ -131,6 +131,7 @@ class Network(NamedTuple):
 
     @property
     def closed_form(self) -> bool:
+        """True for the study's one-hidden MLP, whose NTK has a closed form."""
         return self.arch == "mlp" and self.depth == 1
 
     @property
@@ -205,7 +206,7 @@ class ExperimentConfig:
     def closed_form(self) -> bool:
         """True for the one-hidden-layer MLP: its NTK has a closed form; every other
         network's kernel comes from the generic paths (see :attr:`ntk_method`)."""
-        return self.arch == "mlp" and self.depth == 1
+        return self.network.closed_form
 
     @property
     def ntk_method(self) -> str:

@@ -43,6 +43,7 @@ import numpy as np
 import ntk_core as nc
 from cache import ResultStore
 from ntk_core._src import kernel_motion as km
+from ntk_core._src.archs import mlp_depth
 from runner import _run
 from runner import _theory_store
 from runner._config import MAX_CNN_CHANNELS, ConfigError, ExperimentConfig, Limits, Network, validate_config
@@ -1103,7 +1104,7 @@ def kernel_motion(p: TheoryProtocol, limits: Limits, *, store: ResultStore | Non
 def _ntk_at(params: dict, x: np.ndarray, parameterization: str) -> np.ndarray:
     """Traced empirical NTK in float64: the one-hidden MLP's from its closed-form factors
     (exact), a deeper MLP's layer-wise (``ntk_core.mlp_traced_ntk``, formed in float32)."""
-    if km._depth(params) == 1:
+    if mlp_depth(params) == 1:
         return km.traced_kernel(km.kernel_factors(params, x, parameterization=parameterization), x)
     return np.asarray(nc.mlp_traced_ntk(params, x, parameterization=parameterization), np.float64)
 

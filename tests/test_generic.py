@@ -15,14 +15,10 @@ import numpy as np
 import pytest
 
 import ntk_core as nc
+from _compare import rel
 from ntk_core._src import generic, model
 
 TOL = 1e-5
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / np.abs(b).max())
 
 
 @pytest.fixture(scope="module")

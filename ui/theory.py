@@ -97,16 +97,15 @@ def compute(fn: Callable[..., Any], protocol: Any, label: str, *,
 
 
 def choose_protocol(factory: Callable[..., Any], key: str, full_text: str,
-                    network: runner.Network | None = None):
+                    network: runner.Network):
     """The quick protocol (page default), or the full one when it is cached or requested
     with the button (labelled ``full_text`` plus the full protocol's sizes under the caps),
-    on ``network`` (the sidebar's; None: the factory's default, the study's MLP).
+    on ``network`` (the sidebar's).
     Returns the protocol, or None (with an error) when the caps forbid it."""
     limits = current_limits()
-    extra = () if network is None else (network,)
     try:
-        quick = factory("quick", limits, *extra)
-        full = factory("full", limits, *extra)
+        quick = factory("quick", limits, network)
+        full = factory("full", limits, network)
     except runner.ConfigError as exc:
         if exc.param == "arch":   # the page has no version of itself for this network
             st.warning(f"This page cannot run the sidebar's network: {exc}. Choose an MLP in the "

@@ -46,19 +46,18 @@ def compute(fn: Callable[..., Any], protocol: td.DynamicsProtocol, label: str):
 
 
 def choose_protocol(factory: Callable[..., td.DynamicsProtocol], key: str,
-                    full_text: str, network: runner.Network | None = None) -> td.DynamicsProtocol | None:
+                    full_text: str, network: runner.Network) -> td.DynamicsProtocol | None:
     """The quick protocol (page default), or the full one when cached or requested (the
     button is offered only when the full protocol fits this server's limits), on
     ``network`` (the sidebar's)."""
     limits = current_limits()
-    extra = () if network is None else (network,)
     try:
-        quick = factory("quick", limits, *extra)
+        quick = factory("quick", limits, network)
     except runner.ConfigError as exc:
         st.error(f"This page's protocol does not fit this server's limits: {exc}")
         return None
     try:
-        full = factory("full", limits, *extra)
+        full = factory("full", limits, network)
     except runner.ConfigError:
         return quick
     want_full = td.cached_dynamics(full, store()) is not None or st.session_state.get(key, False)

@@ -50,7 +50,6 @@ def _kernel(params: dict, x1, x2, *, parameterization: str, sigma_w: float, sigm
 
     def signals(masks):  # D_l, l = 1..d: (n, K, w) backprop signals of every logit
         a, _ = mults[d]
-        k = params[f"W{d + 1}"].shape[1]
         dl = a * params[f"W{d + 1}"].T[None, :, :] * masks[d - 1][:, None, :]   # (n, K, w)
         out = [dl]
         for l in range(d - 1, 0, -1):
@@ -58,7 +57,6 @@ def _kernel(params: dict, x1, x2, *, parameterization: str, sigma_w: float, sigm
             dl = a * jnp.einsum("nkv,uv->nku", dl, params[f"W{l + 1}"], precision=_HP)
             dl = dl * masks[l - 1][:, None, :]
             out.append(dl)
-        del k
         return out[::-1]
 
     h1, m1 = forward(x1)

@@ -325,36 +325,31 @@ def relative_frobenius(a, b) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-@_one_blas_thread
-def _depth(params: Mapping) -> int:
-    return sum(1 for k in params if k.startswith("W")) - 1
-
-
 def _last_hidden64(params: Mapping, x, parameterization: str, scales) -> tuple[np.ndarray, float, float]:
     """(H_d, a, c): the last hidden layer of the depth-d MLP in float64 and the output
     layer's multipliers. Depth 1 honours ``scales`` (zero-padded params); deeper MLPs take
     each layer's multipliers from its fan-in (:func:`ntk_core._src.archs.mlp_apply`)."""
     h = np.asarray(x, np.float64).reshape(np.shape(x)[0], -1)
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
-    d = _depth(p)
+    d = _archs.mlp_depth(p)
     if d == 1:
         a1, c1, a2, c2 = _scales(params, parameterization, scales)
         return np.maximum(a1 * (h @ p["W1"]) + c1 * p["b1"][None, :], 0.0), a2, c2
     if scales is not None:
         raise ValueError("scales (zero-padded params) are only defined for the one-hidden MLP")
-    for l in range(1, d + 2):
-        a, c = _archs._mults(parameterization, p[f"W{l}"].shape[0], _model.SIGMA_W, _model.SIGMA_B)
-        if l == d + 1:
-            return h, a, c
+    mults = [_archs._mults(parameterization, p[f"W{l}"].shape[0], _model.SIGMA_W, _model.SIGMA_B)
+             for l in range(1, d + 2)]
+    for l, (a, c) in enumerate(mults[:-1], start=1):
         h = np.maximum(a * (h @ p[f"W{l}"]) + c * p[f"b{l}"][None, :], 0.0)
-    raise AssertionError("unreachable")
+    return (h, *mults[-1])
 
 
+@_one_blas_thread
 def forward64(params: Mapping, x, *, parameterization: str = "standard", scales=None) -> np.ndarray:
     """Network outputs f(x) (n, 10) evaluated in float64 (same function as ``apply``, or as
     :func:`ntk_core._src.archs.mlp_apply` for a deeper MLP's params)."""
     h, a, c = _last_hidden64(params, x, parameterization, scales)
-    d = _depth(params)
+    d = _archs.mlp_depth(params)
     return a * (h @ np.asarray(params[f"W{d + 1}"], np.float64)) + c * np.asarray(params[f"b{d + 1}"], np.float64)[None, :]
 
 

@@ -107,18 +107,21 @@ class LinearizedOutputs(NamedTuple):
 
 
 def _apply_of(parameterization: str, arch):
-    """f(params, x): the one-hidden MLP (``arch`` None) or any Architecture's apply."""
-    return arch.apply if arch is not None else functools.partial(_model.apply, parameterization=parameterization)
+    """f(params, x): the one-hidden MLP (``arch`` None) or any Architecture's apply — the
+    training code's own dispatch (``train._forward``)."""
+    return functools.partial(_train._forward, parameterization=parameterization,
+                             apply_fn=None if arch is None else arch.apply)
 
 
 @functools.partial(jax.jit, static_argnames=("epochs", "parameterization", "arch"))
 def _gd_scan(params0, x, y, x_val, lr, *, epochs: int, parameterization: str, arch=None):
     apply = _apply_of(parameterization, arch)
-    grad = jax.grad(lambda p: 0.5 * jnp.mean(jnp.sum((apply(p, x) - y) ** 2, axis=1)))
+    grad = jax.grad(_train.data_loss)
+    apply_fn = None if arch is None else arch.apply
 
     def step(carry, _):
         p, alive = carry
-        g = grad(p)
+        g = grad(p, x, y, parameterization, apply_fn=apply_fn)
         new = jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g)
         f = apply(new, x)
         loss = 0.5 * jnp.mean(jnp.sum((f - y) ** 2, axis=1))
@@ -271,8 +274,10 @@ def linearized_outputs(params0, x, y, x_val, *, lr: float, epochs: int,
     if dynamics not in ("gd", "flow"):
         raise ValueError(f"dynamics={dynamics!r}; allowed: gd, flow")
     n, k = np.shape(y)
-    if method == "auto" or arch is not None:
-        method = "eigh" if arch is not None or n <= dense_max_n else "krylov"
+    if arch is not None:
+        method = "eigh"      # "krylov" is the closed form's product
+    elif method == "auto":
+        method = "eigh" if n <= dense_max_n else "krylov"
     p = {kk: jnp.asarray(v) for kk, v in params0.items()}
     xj, xv = jnp.asarray(x), jnp.asarray(x_val)
     apply = _apply_of(parameterization, arch)

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_core._src import model as _model
+from ntk_core._src import train as _train
 
 _HP = jax.lax.Precision.HIGHEST
 POWER_ITERS = 8            # power-iteration products per step (warm-started)
@@ -115,7 +116,8 @@ def _power(mv, v, iters):
 def _runs(params0, x, y, lrs, v0, *, steps: int, parameterization: str, iters: int, arch=None):
     n = x.shape[0]
     fwd, mv, dead_of = _net(params0, x, parameterization, arch)
-    grad = jax.grad(lambda p: 0.5 * jnp.mean(jnp.sum((fwd(p) - y) ** 2, axis=1)))
+    grad = jax.grad(_train.data_loss)
+    apply_fn = None if arch is None else arch.apply
     labels = jnp.argmax(y, axis=1)
 
     def measure(p, v):
@@ -130,7 +132,7 @@ def _runs(params0, x, y, lrs, v0, *, steps: int, parameterization: str, iters: i
 
         def step(carry, _):
             p, v, alive = carry
-            gr = grad(p)
+            gr = grad(p, x, y, parameterization, apply_fn=apply_fn)
             new = jax.tree_util.tree_map(lambda a, b: a - lr * b, p, gr)
             v_new, m = measure(new, v)
             ok = alive & jnp.isfinite(m[0]) & (m[0] < DIVERGED_LOSS) & jnp.isfinite(m[1])
